@@ -9,8 +9,10 @@ passed=0
 failed=0
 note() { echo "== $*"; }
 
-# 1. dependencies
-if [ -f package-lock.json ]; then
+# 1. dependencies (MOAT_SKIP_INSTALL=1 skips this step when node_modules is known to be fresh)
+if [ "${MOAT_SKIP_INSTALL:-}" = 1 ]; then
+  note "skipping npm install (MOAT_SKIP_INSTALL=1)"
+elif [ -f package-lock.json ]; then
   note "npm ci"
   npm ci --no-audit --no-fund || { echo "npm ci failed"; failed=$((failed + 1)); }
 else
