@@ -1,0 +1,135 @@
+// RulesetPlan -> an `nft -f` script for moat's own table. The script replaces the table in one
+// transaction (`table` + `delete table` + full definition), so a reader never sees half a ruleset.
+import type { PortRanges } from '../../../model/connset.js';
+import type { AddressSet, Match, PlanChain, PlanRule, RulesetPlan, VerdictMap } from '../../plan-model.js';
+import { assertName, canonicalAddress, elementText, safeComment, safeLogPrefix, validTableName } from '../../validate.js';
+
+export const DEFAULT_TABLE = 'moat';
+
+export interface NftRenderOptions {
+  table?: string;
+}
+
+const PRIORITY = 'filter - 10';
+
+export function tableName(options: NftRenderOptions = {}): string {
+  const t = options.table ?? DEFAULT_TABLE;
+  if (!validTableName(t)) throw new Error(`invalid nft table name: ${JSON.stringify(t)}`);
+  return t;
+}
+
+function ports(r: PortRanges): string {
+  const items = r.map(([a, b]) => (a === b ? `${a}` : `${a}-${b}`));
+  return items.length === 1 ? items[0] : `{ ${items.join(', ')} }`;
+}
+
+function addrKw(family: 4 | 6, dir: 'src' | 'dst'): string {
+  return `${family === 4 ? 'ip' : 'ip6'} ${dir === 'src' ? 'saddr' : 'daddr'}`;
+}
+
+export function renderMatch(m: Match): string {
+  switch (m.kind) {
+    case 'set':
+      return `${addrKw(m.family, m.dir)} ${m.negate ? '!= ' : ''}@${assertName(m.set, 'set name')}`;
+    case 'local':
+      return `fib ${m.dir === 'src' ? 'saddr' : 'daddr'} type ${m.negate ? '!= ' : ''}local`;
+    case 'l4':
+      return m.ports ? `meta l4proto ${m.proto} th dport ${ports(m.ports)}` : `meta l4proto ${m.proto}`;
+    case 'l4other':
+      return 'meta l4proto != { tcp, udp, sctp }';
+    case 'published':
+      return `ct status dnat meta l4proto ${m.proto} ct original proto-dst ${m.hostPort}`;
+    case 'established':
+      return 'ct state established,related';
+    case 'nd':
+      return 'icmpv6 type { nd-neighbor-solicit, nd-neighbor-advert, nd-router-solicit, nd-router-advert }';
+  }
+}
+
+export function renderRule(r: PlanRule, group: number): string {
+  const parts = r.matches.map(renderMatch);
+  if (r.counter) parts.push('counter');
+  if (r.log && r.verdict.kind === 'drop') parts.push(`log prefix "${safeLogPrefix(r.log)}" group ${group}`);
+  const v = r.verdict;
+  switch (v.kind) {
+    case 'accept':
+    case 'drop':
+    case 'return':
+      parts.push(v.kind);
+      break;
+    case 'jump':
+      parts.push(`jump ${assertName(v.chain, 'chain name')}`);
+      break;
+    case 'vmap':
+      parts.push(`${addrKw(v.family, v.dir)} vmap @${assertName(v.map, 'map name')}`);
+      break;
+  }
+  parts.push(`comment "${safeComment(r.comment)}"`);
+  return parts.join(' ');
+}
+
+function elementLines(items: string[], indent: string): string {
+  // One element per line keeps diffs and golden files readable.
+  return items.map((x, i) => `${indent}${x}${i < items.length - 1 ? ',' : ''}`).join('\n');
+}
+
+export function renderSet(s: AddressSet, indent = '\t'): string {
+  const type = s.family === 4 ? 'ipv4_addr' : 'ipv6_addr';
+  const lines = [`${indent}set ${assertName(s.name, 'set name')} {`, `${indent}\ttype ${type}`, `${indent}\tflags interval`];
+  if (s.elements.length) {
+    lines.push(`${indent}\telements = {`);
+    lines.push(elementLines(s.elements.map((e) => `${elementText(e.value).text} comment "${safeComment(e.owner)}"`), `${indent}\t\t`));
+    lines.push(`${indent}\t}`);
+  }
+  lines.push(`${indent}}`);
+  return lines.join('\n');
+}
+
+export function mapElementText(e: VerdictMap['elements'][number]): string {
+  return `${canonicalAddress(e.key).text} comment "${safeComment(e.owner)}" : jump ${assertName(e.chain, 'chain name')}`;
+}
+
+export function renderMap(m: VerdictMap, indent = '\t'): string {
+  const type = m.family === 4 ? 'ipv4_addr' : 'ipv6_addr';
+  const lines = [`${indent}map ${assertName(m.name, 'map name')} {`, `${indent}\ttype ${type} : verdict`];
+  if (m.elements.length) {
+    lines.push(`${indent}\telements = {`);
+    lines.push(elementLines(m.elements.map(mapElementText), `${indent}\t\t`));
+    lines.push(`${indent}\t}`);
+  }
+  lines.push(`${indent}}`);
+  return lines.join('\n');
+}
+
+export function renderChain(c: PlanChain, group: number, indent = '\t'): string {
+  const lines = [`${indent}chain ${assertName(c.name, 'chain name')} {`];
+  if (c.hook) lines.push(`${indent}\ttype filter hook ${c.hook} priority ${PRIORITY}; policy accept;`);
+  for (const r of c.rules) lines.push(`${indent}\t${renderRule(r, group)}`);
+  lines.push(`${indent}}`);
+  return lines.join('\n');
+}
+
+/** The table definition alone (`table inet NAME { ... }`). */
+export function renderTable(plan: RulesetPlan, options: NftRenderOptions = {}): string {
+  const t = tableName(options);
+  const body: string[] = [];
+  for (const s of plan.sets) body.push(renderSet(s));
+  // Chains before maps: map elements jump to them.
+  const [base, per] = [plan.chains.filter((c) => c.hook), plan.chains.filter((c) => !c.hook)];
+  for (const c of per) body.push(renderChain(c, plan.nflogGroup));
+  for (const m of plan.maps) body.push(renderMap(m));
+  for (const c of base) body.push(renderChain(c, plan.nflogGroup));
+  return `table inet ${t} {\n${body.join('\n')}\n}\n`;
+}
+
+/** A whole-table replacement, atomic when given to `nft -f` in one go. */
+export function renderReplace(plan: RulesetPlan, options: NftRenderOptions = {}): string {
+  const t = tableName(options);
+  return `# moat ruleset (generated; do not edit)\ntable inet ${t}\ndelete table inet ${t}\n${renderTable(plan, options)}`;
+}
+
+/** Removes the table (uninstall). `table` first so that the delete never fails when it is absent. */
+export function renderDelete(options: NftRenderOptions = {}): string {
+  const t = tableName(options);
+  return `table inet ${t}\ndelete table inet ${t}\n`;
+}

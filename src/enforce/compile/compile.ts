@@ -1,0 +1,246 @@
+// EnforcementInput -> RulesetPlan (backend neutral). Endpoints with the same rules share one chain
+// (an identity), so the rule count grows with distinct identities, not with containers; addresses
+// reach their chain through verdict maps, so the per-packet cost stays flat as endpoints grow.
+import { createHash } from 'node:crypto';
+import { ConnSet, MAX_PORT, MIN_PORT } from '../../model/connset.js';
+import { parseCidr, cidrWithin, type Cidr, type Family } from '../../model/address.js';
+import type { AddressSet, L4, Match, PlanChain, PlanRule, RulesetPlan, SetElement, VerdictMap } from '../plan-model.js';
+import { assertNflogGroup, elementText, safeComment, safeLogPrefix } from '../validate.js';
+import type { Clause, DirectionPolicy, EnforcementInput, PeerAddresses, PublishedGuard } from './resolved.js';
+
+export interface CompileOptions {
+  /** NFLOG group for drops (default 100). */
+  nflogGroup?: number;
+}
+
+export const DEFAULT_NFLOG_GROUP = 100;
+const FAMILIES: Family[] = [4, 6];
+
+export const SET = {
+  managed: (f: Family) => `managed${f}`,
+  known: (f: Family) => `known${f}`,
+  notInternet: (f: Family) => `notinet${f}`,
+} as const;
+export const MAP = {
+  ingress: (f: Family) => `ingress${f}`,
+  egress: (f: Family) => `egress${f}`,
+} as const;
+
+function hash(text: string, n = 10): string {
+  return createHash('sha256').update(text).digest('hex').slice(0, n);
+}
+
+/** Drops CIDRs contained in another one and duplicates, so interval sets never overlap. */
+export function disjointElements(values: string[]): string[] {
+  const parsed: Cidr[] = [];
+  const seen = new Set<string>();
+  for (const v of values) {
+    const c = parseCidr(v);
+    if (!c || seen.has(c.text)) continue;
+    seen.add(c.text);
+    parsed.push(c);
+  }
+  parsed.sort((a, b) => a.prefix - b.prefix);
+  const kept: Cidr[] = [];
+  for (const c of parsed) if (!kept.some((k) => cidrWithin(c, k))) kept.push(c);
+  return kept.map((c) => elementText(c.text).text);
+}
+
+class Builder {
+  readonly sets = new Map<string, AddressSet>();
+  readonly chains = new Map<string, PlanChain>();
+  readonly logPrefixes: RulesetPlan['logPrefixes'] = {};
+  constructor(
+    readonly ownerOfAddress: Map<string, string>,
+    readonly group: number,
+  ) {}
+
+  /** A named set for these addresses (deduplicated by content). */
+  addressSet(values: string[], family: Family, purpose: string, fallbackOwner: string): string {
+    const elems = disjointElements(values.filter((v) => (v.includes(':') ? 6 : 4) === family));
+    const name = `p${hash(`${family}|${elems.join(',')}`)}_${family}`;
+    if (!this.sets.has(name)) {
+      const elements: SetElement[] = elems.map((value) => ({ value, owner: this.ownerOfAddress.get(value) ?? fallbackOwner }));
+      this.sets.set(name, { name, family, elements, purpose });
+    }
+    return name;
+  }
+
+  prefix(kind: string, dir: string, policy: string, direction: RulesetPlan['logPrefixes'][string]['direction']): string {
+    const p = safeLogPrefix(`moat:${kind}:${dir}:${policy}`);
+    this.logPrefixes[p] ??= { policy, direction };
+    return p;
+  }
+}
+
+/** Address alternatives of a peer on side `dir` (each alternative is a conjunction of matches). */
+function peerAlternatives(b: Builder, peer: PeerAddresses, dir: 'src' | 'dst', owner: string): Match[][] {
+  if (peer.any) return [[]];
+  const out: Match[][] = [];
+  if (peer.host) out.push([{ kind: 'local', dir }]);
+  if (peer.internet) {
+    for (const f of FAMILIES) out.push([{ kind: 'set', dir, family: f, set: SET.notInternet(f), negate: true }, { kind: 'local', dir, negate: true }]);
+  }
+  for (const f of FAMILIES) {
+    const mine = peer.cidrs.filter((c) => (c.includes(':') ? 6 : 4) === f);
+    if (mine.length) out.push([{ kind: 'set', dir, family: f, set: b.addressSet(mine, f, 'peer', owner) }]);
+  }
+  for (const ce of peer.cidrsExcept) {
+    const f: Family = ce.cidr.includes(':') ? 6 : 4;
+    const alt: Match[] = [{ kind: 'set', dir, family: f, set: b.addressSet([ce.cidr], f, 'peer', owner) }];
+    const ex = ce.except.filter((c) => (c.includes(':') ? 6 : 4) === f);
+    if (ex.length) alt.push({ kind: 'set', dir, family: f, set: b.addressSet(ex, f, 'peer except', owner), negate: true });
+    out.push(alt);
+  }
+  return out;
+}
+
+function portAlternatives(conns: ConnSet): Match[][] {
+  if (conns.isAll) return [[]];
+  const out: Match[][] = [];
+  for (const [proto, ranges] of [['tcp', conns.tcp], ['udp', conns.udp], ['sctp', conns.sctp]] as const) {
+    if (ranges.length === 0) continue;
+    const full = ranges.length === 1 && ranges[0][0] === MIN_PORT && ranges[0][1] === MAX_PORT;
+    out.push([full ? { kind: 'l4', proto } : { kind: 'l4', proto, ports: ranges }]);
+  }
+  if (conns.other) out.push([{ kind: 'l4other' }]);
+  return out;
+}
+
+function clauseRules(b: Builder, c: Clause, dir: 'src' | 'dst', verdict: PlanRule['verdict'], log: string | undefined): PlanRule[] {
+  const comment = safeComment(`policy:${c.policyId}`);
+  const rules: PlanRule[] = [];
+  for (const a of peerAlternatives(b, c.peer, dir, comment)) {
+    for (const p of portAlternatives(c.conns)) {
+      rules.push({ matches: [...a, ...p], verdict, counter: verdict.kind === 'drop', log, comment });
+    }
+  }
+  return rules;
+}
+
+function directionRules(b: Builder, d: DirectionPolicy, direction: 'ingress' | 'egress', stance: 'allow' | 'deny', guards: PublishedGuard[]): PlanRule[] {
+  const dir = direction === 'ingress' ? 'src' : 'dst';
+  const short = direction === 'ingress' ? 'in' : 'eg';
+  const rules: PlanRule[] = [];
+  for (const c of d.denies) rules.push(...clauseRules(b, c, dir, { kind: 'drop' }, b.prefix('deny', short, c.policyId, direction)));
+  for (const g of guards) {
+    const proto = g.protocol.toLowerCase() as L4;
+    const pub: Match = { kind: 'published', proto, hostPort: g.hostPort };
+    const comment = safeComment(`allowlist:${g.allowlistId}`);
+    for (const a of peerAlternatives(b, g.sources, 'src', comment)) rules.push({ matches: [pub, ...a], verdict: { kind: 'return' }, comment });
+    rules.push({ matches: [pub], verdict: { kind: 'drop' }, counter: true, log: b.prefix('pub', short, g.allowlistId, 'published'), comment });
+  }
+  if (d.isolated) {
+    for (const c of d.allows) rules.push(...clauseRules(b, c, dir, { kind: 'return' }, undefined));
+    const by = d.isolatedBy.join(',');
+    rules.push({ matches: [], verdict: { kind: 'drop' }, counter: true, log: b.prefix('iso', short, d.isolatedBy[0] ?? '', direction), comment: safeComment(`isolated-by:${by}`) });
+  } else if (stance === 'deny') {
+    rules.push({ matches: [], verdict: { kind: 'drop' }, counter: true, log: b.prefix('default', short, 'default-deny', direction), comment: 'default-stance:deny' });
+  }
+  return rules;
+}
+
+export function compile(input: EnforcementInput, options: CompileOptions = {}): RulesetPlan {
+  const group = assertNflogGroup(options.nflogGroup ?? DEFAULT_NFLOG_GROUP);
+  const warnings = [...input.warnings];
+  const ownerOfAddress = new Map<string, string>();
+  for (const e of input.endpoints) for (const a of e.addresses) if (!ownerOfAddress.has(a)) ownerOfAddress.set(a, safeComment(`ctr:${e.id}`));
+  const b = new Builder(ownerOfAddress, group);
+
+  const maps: Record<string, VerdictMap> = {};
+  for (const f of FAMILIES) {
+    maps[MAP.ingress(f)] = { name: MAP.ingress(f), family: f, elements: [] };
+    maps[MAP.egress(f)] = { name: MAP.egress(f), family: f, elements: [] };
+  }
+  const known: Record<Family, SetElement[]> = { 4: [], 6: [] };
+  const claimed = new Map<string, string>();
+
+  for (const e of input.endpoints) {
+    const owner = safeComment(`ctr:${e.id}`);
+    const chainsFor: Partial<Record<'ingress' | 'egress', string>> = {};
+    for (const direction of ['ingress', 'egress'] as const) {
+      const rules = directionRules(b, e[direction], direction, input.defaultStance, direction === 'ingress' ? e.published : []);
+      if (rules.length === 0) continue;
+      const name = `${direction === 'ingress' ? 'in' : 'eg'}_${hash(JSON.stringify(rules))}`;
+      const existing = b.chains.get(name);
+      if (existing) existing.owners.push(e.id);
+      else b.chains.set(name, { name, rules, owners: [e.id] });
+      chainsFor[direction] = name;
+    }
+    for (const addr of e.addresses) {
+      const f: Family = addr.includes(':') ? 6 : 4;
+      const prev = claimed.get(addr);
+      if (prev !== undefined) {
+        warnings.push(`address ${addr} is claimed by ${prev} and ${e.display}; the first one's rules apply`);
+        continue;
+      }
+      claimed.set(addr, e.display);
+      known[f].push({ value: addr, owner });
+      if (chainsFor.ingress) maps[MAP.ingress(f)].elements.push({ key: addr, chain: chainsFor.ingress, owner });
+      if (chainsFor.egress) maps[MAP.egress(f)].elements.push({ key: addr, chain: chainsFor.egress, owner });
+    }
+  }
+
+  // The bridges' gateway addresses are the host's: known, never fail-closed.
+  for (const n of input.networks) {
+    if (!n.managed) continue;
+    for (const g of n.gateways) {
+      if (claimed.has(g)) continue;
+      claimed.set(g, `network ${n.name}`);
+      known[g.includes(':') ? 6 : 4].push({ value: g, owner: safeComment(`net:${n.name}`) });
+    }
+  }
+  const sets: AddressSet[] = [];
+  for (const f of FAMILIES) {
+    const fam = (c: string) => (c.includes(':') ? 6 : 4) === f;
+    const managed = input.networks.filter((n) => n.managed).flatMap((n) => n.subnets.filter(fam).map((s) => ({ value: s, owner: safeComment(`net:${n.name}`) })));
+    const notInet = [
+      ...input.networks.flatMap((n) => n.subnets.filter(fam).map((s) => ({ value: s, owner: safeComment(`net:${n.name}`) }))),
+      ...input.internalRanges.filter(fam).map((s) => ({ value: s, owner: 'range:internal' })),
+    ];
+    const keep = (els: SetElement[]): SetElement[] => {
+      const vals = disjointElements(els.map((x) => x.value));
+      return vals.map((v) => els.find((x) => elementText(x.value).text === v) ?? { value: v, owner: 'moat' }).map((x) => ({ value: elementText(x.value).text, owner: x.owner }));
+    };
+    sets.push({ name: SET.managed(f), family: f, elements: keep(managed), purpose: 'managed network subnets (fail-closed)' });
+    sets.push({ name: SET.known(f), family: f, elements: known[f], purpose: 'addresses of known endpoints' });
+    sets.push({ name: SET.notInternet(f), family: f, elements: keep(notInet), purpose: 'container subnets and internal ranges (not internet)' });
+  }
+  sets.push(...[...b.sets.values()].sort((x, y) => x.name.localeCompare(y.name)));
+
+  const est: PlanRule = { matches: [{ kind: 'established' }], verdict: { kind: 'accept' }, comment: 'moat:established' };
+  const nd: PlanRule = { matches: [{ kind: 'nd' }], verdict: { kind: 'accept' }, comment: 'moat:ipv6-nd' };
+  const failClosed = (dir: 'src' | 'dst'): PlanRule[] =>
+    FAMILIES.map((f) => ({
+      matches: [
+        { kind: 'set', dir, family: f, set: SET.managed(f) },
+        { kind: 'set', dir, family: f, set: SET.known(f), negate: true },
+      ],
+      verdict: { kind: 'drop' },
+      counter: true,
+      log: b.prefix('failclosed', dir, 'unknown-address', 'fail-closed'),
+      comment: `moat:fail-closed-${dir}`,
+    }));
+  const vmaps = (which: 'ingress' | 'egress'): PlanRule[] =>
+    FAMILIES.map((f) => ({
+      matches: [],
+      verdict: { kind: 'vmap', dir: which === 'ingress' ? 'dst' : 'src', family: f, map: which === 'ingress' ? MAP.ingress(f) : MAP.egress(f) },
+      comment: `moat:${which}`,
+    }));
+
+  const base: PlanChain[] = [
+    { name: 'forward', hook: 'forward', owners: [], rules: [est, nd, ...failClosed('src'), ...failClosed('dst'), ...vmaps('egress'), ...vmaps('ingress')] },
+    { name: 'input', hook: 'input', owners: [], rules: [est, nd, ...failClosed('src'), ...vmaps('egress')] },
+    { name: 'output', hook: 'output', owners: [], rules: [est, nd, ...failClosed('dst'), ...vmaps('ingress')] },
+  ];
+  const chains = [...base, ...[...b.chains.values()].sort((x, y) => x.name.localeCompare(y.name))];
+  return {
+    sets,
+    maps: Object.values(maps),
+    chains,
+    nflogGroup: group,
+    logPrefixes: b.logPrefixes,
+    managedNetworks: input.networks.filter((n) => n.managed).map((n) => n.name),
+    warnings,
+  };
+}

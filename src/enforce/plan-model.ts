@@ -1,0 +1,93 @@
+// The backend-neutral ruleset plan, in the style of kubernetes-sigs/knftables: typed objects
+// (chain, rule, set, verdict map, element), each carrying its owner (container id, policy id,
+// network). The nft and iptables renderers turn the same plan into their own text.
+import type { Family } from '../model/address.js';
+import type { PortRanges } from '../model/connset.js';
+
+export type L4 = 'tcp' | 'udp' | 'sctp';
+
+export type Match =
+  /** Address in a named set of the plan. */
+  | { kind: 'set'; dir: 'src' | 'dst'; family: Family; set: string; negate?: boolean }
+  /** Address is one of the host's own (nft `fib ... type local`, iptables `addrtype LOCAL`). */
+  | { kind: 'local'; dir: 'src' | 'dst'; negate?: boolean }
+  /** Layer-4 protocol with optional destination ports. */
+  | { kind: 'l4'; proto: L4; ports?: PortRanges }
+  /** Any protocol without ports (ICMP, ICMPv6, ...). */
+  | { kind: 'l4other' }
+  /** Connection DNATed by Docker from a published host port (conntrack original destination port). */
+  | { kind: 'published'; proto: L4; hostPort: number }
+  /** Connection tracking state established or related. */
+  | { kind: 'established' }
+  /** ICMPv6 neighbour and router discovery (must pass for IPv6 to work at all). */
+  | { kind: 'nd' };
+
+export type Verdict =
+  | { kind: 'accept' }
+  | { kind: 'drop' }
+  | { kind: 'return' }
+  | { kind: 'jump'; chain: string }
+  /** Jump to the chain the map gives for the packet's address (nft vmap; iptables: one jump per chain). */
+  | { kind: 'vmap'; dir: 'src' | 'dst'; family: Family; map: string };
+
+export interface PlanRule {
+  matches: Match[];
+  verdict: Verdict;
+  /** Count packets (drops always count). */
+  counter?: boolean;
+  /** NFLOG prefix (already safe); only on drops. */
+  log?: string;
+  /** Owner, e.g. `policy:label:shop/web` or `moat:fail-closed`. Already safe. */
+  comment: string;
+}
+
+export type Hook = 'forward' | 'output' | 'input';
+
+export interface PlanChain {
+  name: string;
+  hook?: Hook;
+  rules: PlanRule[];
+  /** Endpoints (container ids) whose traffic this chain decides; empty for base chains. */
+  owners: string[];
+}
+
+export interface SetElement {
+  /** Canonical address or CIDR. */
+  value: string;
+  /** Owner: `ctr:<id>`, `net:<name>`, `range:internal`, `policy:<id>`. Already safe. */
+  owner: string;
+}
+
+export interface AddressSet {
+  name: string;
+  family: Family;
+  elements: SetElement[];
+  /** What the set is, for plan output. */
+  purpose: string;
+}
+
+export interface MapElement {
+  /** Canonical address (host). */
+  key: string;
+  chain: string;
+  /** Container id owning the address. Already safe. */
+  owner: string;
+}
+
+export interface VerdictMap {
+  name: string;
+  family: Family;
+  elements: MapElement[];
+}
+
+export interface RulesetPlan {
+  sets: AddressSet[];
+  maps: VerdictMap[];
+  chains: PlanChain[];
+  nflogGroup: number;
+  /** NFLOG prefix -> { policy id, direction }, for the monitoring consumer. */
+  logPrefixes: Record<string, { policy: string; direction: 'ingress' | 'egress' | 'fail-closed' | 'published' }>;
+  /** Networks whose subnets are managed (fail-closed). */
+  managedNetworks: string[];
+  warnings: string[];
+}

@@ -1,0 +1,72 @@
+// Strict validation of every value that reaches a ruleset. Values from labels, files or the Engine
+// API never enter rule text unchecked: names are derived (hashes) or matched against a small
+// alphabet, addresses are parsed and printed back canonically, comments are reduced to a safe alphabet.
+import ipaddr from 'ipaddr.js';
+import { parseCidr, type Family } from '../model/address.js';
+
+/** nft table / chain / set names and iptables chain names that moat creates. */
+const NAME_RE = /^[A-Za-z][A-Za-z0-9_-]{0,27}$/;
+
+export function assertName(name: string, what = 'name'): string {
+  if (!NAME_RE.test(name)) throw new Error(`invalid ${what} for a ruleset: ${JSON.stringify(name)}`);
+  return name;
+}
+
+/** Table name given by the user (option): lower-case letters, digits and underscores. */
+export function validTableName(name: string): boolean {
+  return /^[a-z][a-z0-9_]{0,30}$/.test(name);
+}
+
+const COMMENT_MAX = 120;
+
+/**
+ * Reduces any text to characters that are inert in nft and iptables-restore syntax (no quotes,
+ * no backslash, no semicolon, no braces, no newline) and to the kernel's comment length.
+ */
+export function safeComment(text: string, max = COMMENT_MAX): string {
+  const s = text.replace(/[^A-Za-z0-9 ._:/@=,+#-]/g, '_').replace(/\s+/g, ' ').trim();
+  return s.length > max ? s.slice(0, max) : s;
+}
+
+/** NFLOG prefixes: the same alphabet without spaces, at most 63 characters. */
+export function safeLogPrefix(text: string): string {
+  return safeComment(text, 63).replace(/ /g, '_');
+}
+
+/** Parses an address and prints it canonically; throws on anything else. */
+export function canonicalAddress(text: string): { text: string; family: Family } {
+  const t = text.trim();
+  if (!ipaddr.isValid(t)) throw new Error(`invalid address: ${JSON.stringify(text)}`);
+  const a = ipaddr.parse(t);
+  if (a.kind() === 'ipv4') {
+    if (!ipaddr.IPv4.isValidFourPartDecimal(t)) throw new Error(`invalid address: ${JSON.stringify(text)}`);
+    return { text: a.toString(), family: 4 };
+  }
+  const v6 = a as ipaddr.IPv6;
+  if (v6.zoneId) throw new Error(`address with a zone is not allowed in a ruleset: ${JSON.stringify(text)}`);
+  return { text: v6.toNormalizedString() === '0:0:0:0:0:0:0:0' ? '::' : v6.toString(), family: 6 };
+}
+
+/** Parses a CIDR (or a bare address: a host) and prints it canonically; throws when invalid. */
+export function canonicalCidr(text: string): { text: string; family: Family; prefix: number } {
+  const c = parseCidr(text.trim());
+  if (!c) throw new Error(`invalid address range: ${JSON.stringify(text)}`);
+  return { text: c.text, family: c.family, prefix: c.prefix };
+}
+
+/** A set element: a host address without `/32` (`/128`), else the CIDR. */
+export function elementText(cidrOrAddress: string): { text: string; family: Family } {
+  const c = canonicalCidr(cidrOrAddress);
+  const full = c.family === 4 ? 32 : 128;
+  return { text: c.prefix === full ? c.text.slice(0, c.text.indexOf('/')) : c.text, family: c.family };
+}
+
+export function assertPort(p: number): number {
+  if (!Number.isInteger(p) || p < 1 || p > 65535) throw new Error(`invalid port: ${p}`);
+  return p;
+}
+
+export function assertNflogGroup(g: number): number {
+  if (!Number.isInteger(g) || g < 0 || g > 65535) throw new Error(`invalid NFLOG group: ${g}`);
+  return g;
+}
