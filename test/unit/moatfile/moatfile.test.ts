@@ -70,7 +70,7 @@ test('errors carry file, line, column and a fix', () => {
     ['apiVersion: moat/v1\nkind: Policy\nmetadata: {name: a}\ngroups:\n  web:\n    ingress:\n      - from: ["web; rm -rf /"]\n', /unexpected character ";"/, 7, 16],
     ['apiVersion: moat/v1\nkind: Policy\nmetadata: {name: a}\ngroups:\n  web:\n    ingress:\n      - from: [{cidr: 10.0.0.0/8, except: [11.0.0.0/16]}]\n', /not strictly inside/, 7, 44],
     ['apiVersion: moat/v1\nkind: Policy\nmetadata: {name: a}\ngroups:\n  web: [\n', /YAML syntax error/, 6, 1],
-    ['apiVersion: moat/v1\nkind: Policy\nmetadata: {name: a}\ngroups:\n  web:\n    select: {matchExpressions: [{key: a, operator: In}]}\n', /needs values/, 6, 31],
+    ['apiVersion: moat/v1\nkind: Policy\nmetadata: {name: a}\ngroups:\n  web:\n    select: {matchExpressions: [{key: a, operator: In}]}\n', /needs values/, 6, 33],
   ];
   for (const [text, re, line, col] of cases) {
     const r = compile(text);
