@@ -1,0 +1,149 @@
+// The iptables backend: ipsets (`ipset restore`) and `iptables-restore --noflush` /
+// `ip6tables-restore --noflush`, each checked with `--test` first. ipset names are content-addressed,
+// so the live sets are never modified: the restore is the one atomic switch per family, and the
+// sets no longer referenced are destroyed afterwards.
+import type { Family } from '../../../model/address.js';
+import { run, runOk } from '../../exec.js';
+import type { RulesetPlan } from '../../plan-model.js';
+import { emptySummary, type RulesetSummary } from '../../summary.js';
+import { ipsetDefs, names, renderIpsets, renderRemove, renderRestore, setNamesOf, type IptablesRenderOptions, type Jumps } from './render.js';
+
+export interface IptablesOptions extends IptablesRenderOptions {
+  netns?: string;
+  /** Also manage IPv6 with ip6tables (default true). */
+  ipv6?: boolean;
+}
+
+export interface FamilyState {
+  jumps: Jumps;
+  moatChains: string[];
+  /** rules per moat chain, by comment */
+  rules: Record<string, string[]>;
+  /** ipsets referenced by moat rules */
+  sets: string[];
+}
+
+export interface IptablesScripts {
+  ipset: string;
+  v4: string;
+  v6?: string;
+  newSets: string[];
+}
+
+export class IptablesBackend {
+  readonly kind = 'iptables' as const;
+  constructor(readonly options: IptablesOptions = {}) {
+    names(options);
+  }
+
+  private families(): Family[] {
+    return this.options.ipv6 === false ? [4] : [4, 6];
+  }
+
+  private tool(f: Family, what: 'save' | 'restore'): string {
+    return `${f === 4 ? 'iptables' : 'ip6tables'}-${what}`;
+  }
+
+  async familyState(f: Family): Promise<FamilyState> {
+    const out = await runOk(this.tool(f, 'save'), ['-t', 'filter'], { netns: this.options.netns });
+    return parseSave(out, names(this.options).chainPrefix);
+  }
+
+  async ipsetNames(): Promise<string[]> {
+    const r = await run('ipset', ['list', '-n'], { netns: this.options.netns });
+    if (r.code !== 0) return [];
+    const p = `${names(this.options).setPrefix}-`;
+    return r.stdout.split('\n').filter((x) => x.startsWith(p));
+  }
+
+  async render(plan: RulesetPlan): Promise<IptablesScripts> {
+    const defs = ipsetDefs(plan, this.options);
+    const existing = await this.ipsetNames();
+    const setNames = setNamesOf(defs);
+    const scripts: IptablesScripts = { ipset: renderIpsets(defs, existing), v4: '', newSets: [...new Set(defs.map((d) => d.name))].filter((n) => !existing.includes(n)) };
+    for (const f of this.families()) {
+      const st = await this.familyState(f);
+      const planChains = plan.chains.map((c) => names(this.options).chain(c));
+      const text = renderRestore(plan, f, st.jumps, st.moatChains.filter((c) => !planChains.includes(c)), setNames, this.options);
+      if (f === 4) scripts.v4 = text;
+      else scripts.v6 = text;
+    }
+    return scripts;
+  }
+
+  /** Creates the new ipsets, checks and applies both families; on failure removes the new sets. */
+  async apply(plan: RulesetPlan): Promise<IptablesScripts> {
+    const s = await this.render(plan);
+    const before = await this.ipsetNames();
+    if (s.ipset) await runOk('ipset', ['restore'], { input: s.ipset, netns: this.options.netns });
+    try {
+      await runOk(this.tool(4, 'restore'), ['--noflush', '--test'], { input: s.v4, netns: this.options.netns });
+      if (s.v6) await runOk(this.tool(6, 'restore'), ['--noflush', '--test'], { input: s.v6, netns: this.options.netns });
+      await runOk(this.tool(4, 'restore'), ['--noflush'], { input: s.v4, netns: this.options.netns });
+      if (s.v6) await runOk(this.tool(6, 'restore'), ['--noflush'], { input: s.v6, netns: this.options.netns });
+    } catch (e) {
+      for (const n of s.newSets) if (!before.includes(n)) await run('ipset', ['destroy', n], { netns: this.options.netns });
+      throw e;
+    }
+    await this.destroyUnreferencedSets();
+    return s;
+  }
+
+  async destroyUnreferencedSets(): Promise<void> {
+    const used = new Set<string>();
+    for (const f of this.families()) for (const x of (await this.familyState(f)).sets) used.add(x);
+    for (const n of await this.ipsetNames()) if (!used.has(n)) await run('ipset', ['destroy', n], { netns: this.options.netns });
+  }
+
+  async readBack(): Promise<RulesetSummary> {
+    const st = await this.familyState(4);
+    if (st.moatChains.length === 0) return emptySummary();
+    const n = names(this.options);
+    const s: RulesetSummary = { present: true, sets: {}, maps: {}, chains: {} };
+    for (const c of st.moatChains) {
+      const plain = c === n.chainPrefix ? 'forward' : c === `${n.chainPrefix}-INPUT` ? 'input' : c === `${n.chainPrefix}-OUTPUT` ? 'output' : c.slice(n.chainPrefix.length + 1);
+      s.chains[plain] = st.rules[c] ?? [];
+    }
+    return s;
+  }
+
+  async remove(): Promise<void> {
+    for (const f of this.families()) {
+      const st = await this.familyState(f);
+      if (st.moatChains.length === 0) continue;
+      await runOk(this.tool(f, 'restore'), ['--noflush'], { input: renderRemove(f, st.jumps, st.moatChains, this.options), netns: this.options.netns });
+    }
+    for (const n of await this.ipsetNames()) await run('ipset', ['destroy', n], { netns: this.options.netns });
+  }
+}
+
+/** Parses `iptables-save -t filter` output. */
+export function parseSave(text: string, chainPrefix: string): FamilyState {
+  const existingChains: string[] = [];
+  const existingJumps: string[] = [];
+  const moatChains: string[] = [];
+  const rules: Record<string, string[]> = {};
+  const sets = new Set<string>();
+  let inFilter = false;
+  const isMoat = (c: string) => c === chainPrefix || c.startsWith(`${chainPrefix}-`);
+  for (const line of text.split('\n')) {
+    if (line.startsWith('*')) inFilter = line === '*filter';
+    if (!inFilter) continue;
+    const decl = /^:(\S+)/.exec(line);
+    if (decl) {
+      existingChains.push(decl[1]);
+      if (isMoat(decl[1])) moatChains.push(decl[1]);
+      continue;
+    }
+    const a = /^-A (\S+) (.*)$/.exec(line);
+    if (!a) continue;
+    const j = / -j (\S+)/.exec(` ${a[2]}`);
+    if (j && /^-j \S+$/.test(a[2].trim())) existingJumps.push(`${a[1]}>${j[1]}`);
+    if (isMoat(a[1])) {
+      const c = /--comment "?([^"]*?)"?(?: -|$)/.exec(a[2]);
+      (rules[a[1]] ??= []).push(c ? c[1] : '');
+      for (const m of a[2].matchAll(/--match-set (\S+)/g)) sets.add(m[1]);
+    }
+  }
+  return { jumps: { existingChains, existingJumps }, moatChains, rules, sets: [...sets] };
+}

@@ -1,0 +1,234 @@
+// RulesetPlan -> `ipset restore` text and `iptables-restore --noflush` / `ip6tables-restore` text.
+// Same semantics as the nft backend with two differences forced by the tools: verdict maps become
+// one ipset per target chain (one jump rule per distinct identity, not per endpoint), and "accept"
+// is RETURN, so that moat's chains never bypass Docker's own rules after DOCKER-USER.
+import type { Family } from '../../../model/address.js';
+import type { PortRanges } from '../../../model/connset.js';
+import { createHash } from 'node:crypto';
+import type { AddressSet, Match, PlanChain, PlanRule, RulesetPlan } from '../../plan-model.js';
+import { assertName, elementText, safeComment, safeLogPrefix } from '../../validate.js';
+
+export interface IptablesRenderOptions {
+  /** Chain prefix (default MOAT): base chains MOAT, MOAT-INPUT, MOAT-OUTPUT. */
+  chainPrefix?: string;
+  /** ipset name prefix (default moat). */
+  setPrefix?: string;
+}
+
+export interface Jumps {
+  /** Builtin or Docker chains that exist in this family's filter table. */
+  existingChains: string[];
+  /** `-A X -j Y` jumps already present (as `X>Y`). */
+  existingJumps: string[];
+}
+
+/** Plan set name (or `map|chain` for a verdict-map target) -> ipset name. */
+export type SetNames = Map<string, string>;
+
+export function names(options: IptablesRenderOptions = {}, setNames: SetNames = new Map()) {
+  const chainPrefix = options.chainPrefix ?? 'MOAT';
+  const setPrefix = options.setPrefix ?? 'moat';
+  if (!/^[A-Z][A-Z0-9]{0,7}$/.test(chainPrefix)) throw new Error(`invalid chain prefix: ${JSON.stringify(chainPrefix)}`);
+  if (!/^[a-z][a-z0-9]{0,7}$/.test(setPrefix)) throw new Error(`invalid ipset prefix: ${JSON.stringify(setPrefix)}`);
+  return {
+    chainPrefix,
+    setPrefix,
+    chain(c: PlanChain | string): string {
+      const n = typeof c === 'string' ? c : c.name;
+      if (n === 'forward') return chainPrefix;
+      if (n === 'input') return `${chainPrefix}-INPUT`;
+      if (n === 'output') return `${chainPrefix}-OUTPUT`;
+      return assertName(`${chainPrefix}-${n}`, 'chain name');
+    },
+    set(n: string): string {
+      const v = setNames.get(n);
+      if (!v) throw new Error(`no ipset for plan set ${n}`);
+      return v;
+    },
+    vmapSet(map: string, chain: string): string {
+      const v = setNames.get(`${map}|${chain}`);
+      if (!v) throw new Error(`no ipset for ${map} -> ${chain}`);
+      return v;
+    },
+  };
+}
+
+function multiport(r: PortRanges): string[] {
+  // multiport takes at most 15 ports, a range counting as two.
+  const chunks: string[] = [];
+  let cur: string[] = [];
+  let weight = 0;
+  for (const [a, b] of r) {
+    const w = a === b ? 1 : 2;
+    if (weight + w > 15) {
+      chunks.push(cur.join(','));
+      cur = [];
+      weight = 0;
+    }
+    cur.push(a === b ? `${a}` : `${a}:${b}`);
+    weight += w;
+  }
+  if (cur.length) chunks.push(cur.join(','));
+  return chunks;
+}
+
+/** One plan match as alternatives of iptables argument strings ([] = match nothing in this family). */
+function matchArgs(m: Match, family: Family, n: ReturnType<typeof names>): string[] | null {
+  switch (m.kind) {
+    case 'set':
+      if (m.family !== family) return null;
+      return [`-m set ${m.negate ? '! ' : ''}--match-set ${n.set(m.set)} ${m.dir}`];
+    case 'local':
+      return [`-m addrtype ${m.negate ? '! ' : ''}--${m.dir}-type LOCAL`];
+    case 'l4':
+      return m.ports ? multiport(m.ports).map((p) => `-p ${m.proto} -m multiport --dports ${p}`) : [`-p ${m.proto}`];
+    case 'l4other':
+      // iptables cannot say "not tcp/udp/sctp" in one rule: ICMP stands for "other" (documented).
+      return [family === 4 ? '-p icmp' : '-p ipv6-icmp'];
+    case 'published':
+      return [`-p ${m.proto} -m conntrack --ctstate DNAT --ctorigdstport ${m.hostPort}`];
+    case 'established':
+      return ['-m conntrack --ctstate RELATED,ESTABLISHED'];
+    case 'nd':
+      if (family === 4) return null;
+      return [133, 134, 135, 136].map((t) => `-p ipv6-icmp -m icmp6 --icmpv6-type ${t}`);
+  }
+}
+
+function ruleLines(chain: string, r: PlanRule, family: Family, plan: RulesetPlan, n: ReturnType<typeof names>): string[] {
+  let alts: string[] = [''];
+  for (const m of r.matches) {
+    const a = matchArgs(m, family, n);
+    if (a === null) return [];
+    alts = alts.flatMap((x) => a.map((y) => (x ? `${x} ${y}` : y)));
+  }
+  const comment = `-m comment --comment "${safeComment(r.comment)}"`;
+  const out: string[] = [];
+  const v = r.verdict;
+  for (const m of alts) {
+    const head = `-A ${chain}${m ? ` ${m}` : ''} ${comment}`;
+    switch (v.kind) {
+      case 'accept':
+      case 'return':
+        out.push(`${head} -j RETURN`);
+        break;
+      case 'drop':
+        if (r.log) out.push(`${head} -j NFLOG --nflog-group ${plan.nflogGroup} --nflog-prefix "${safeLogPrefix(r.log)}"`);
+        out.push(`${head} -j DROP`);
+        break;
+      case 'jump':
+        out.push(`${head} -j ${n.chain(v.chain)}`);
+        break;
+      case 'vmap': {
+        if (v.family !== family) break;
+        const map = plan.maps.find((x) => x.name === v.map);
+        const targets = [...new Set((map?.elements ?? []).map((e) => e.chain))].sort();
+        for (const t of targets) out.push(`${head.replace(comment, `-m set --match-set ${n.vmapSet(v.map, t)} ${v.dir} ${comment}`)} -j ${n.chain(t)}`);
+        break;
+      }
+    }
+  }
+  return out;
+}
+
+/** hash:net cannot hold a /0: split it into two halves. */
+function ipsetEntries(value: string): string[] {
+  const e = elementText(value).text;
+  if (e === '0.0.0.0/0') return ['0.0.0.0/1', '128.0.0.0/1'];
+  if (e === '::/0') return ['::/1', '8000::/1'];
+  return [e];
+}
+
+export interface IpsetDef {
+  /** Content-addressed ipset name: a changed set is a new set, so live sets are never modified. */
+  name: string;
+  /** Plan set name, or `map|chain` for a verdict-map target. */
+  key: string;
+  family: Family;
+  entries: { value: string; owner: string }[];
+}
+
+export function ipsetDefs(plan: RulesetPlan, options: IptablesRenderOptions = {}): IpsetDef[] {
+  const n = names(options);
+  const out: IpsetDef[] = [];
+  const named = (key: string, family: Family, entries: { value: string; owner: string }[]): IpsetDef => {
+    const h = createHash('sha256').update(`${family}|${key.split('|')[0]}|${entries.map((e) => `${e.value} ${e.owner}`).join(',')}`).digest('hex').slice(0, 12);
+    return { name: assertName(`${n.setPrefix}-${h}`, 'ipset name'), key, family, entries };
+  };
+  const fromSet = (s: AddressSet): IpsetDef =>
+    named(s.name, s.family, s.elements.flatMap((e) => ipsetEntries(e.value).map((value) => ({ value, owner: e.owner }))));
+  for (const s of plan.sets) out.push(fromSet(s));
+  for (const m of plan.maps) {
+    const byChain = new Map<string, { value: string; owner: string }[]>();
+    for (const e of m.elements) {
+      const list = byChain.get(e.chain) ?? [];
+      list.push({ value: elementText(e.key).text, owner: e.owner });
+      byChain.set(e.chain, list);
+    }
+    for (const [chain, entries] of [...byChain.entries()].sort()) out.push(named(`${m.name}|${chain}`, m.family, entries));
+  }
+  return out;
+}
+
+/** `ipset restore` text creating the sets that do not exist yet (existing ones have the same content). */
+export function renderIpsets(defs: IpsetDef[], existing: string[] = []): string {
+  const lines: string[] = [];
+  const done = new Set(existing);
+  for (const d of defs) {
+    if (done.has(d.name)) continue;
+    done.add(d.name);
+    const fam = d.family === 4 ? 'inet' : 'inet6';
+    lines.push(`create ${d.name} hash:net family ${fam} comment`);
+    for (const e of d.entries) lines.push(`add ${d.name} ${e.value} comment "${safeComment(e.owner)}" -exist`);
+  }
+  return lines.length ? `${lines.join('\n')}\n` : '';
+}
+
+export function setNamesOf(defs: IpsetDef[]): SetNames {
+  return new Map(defs.map((d) => [d.key, d.name]));
+}
+
+/** Where the base chains are jumped from, per family. */
+export function jumpSources(family: Family, jumps: Jumps, n: ReturnType<typeof names>): { from: string; to: string }[] {
+  const forwardFrom = jumps.existingChains.includes('DOCKER-USER') ? 'DOCKER-USER' : 'FORWARD';
+  void family;
+  return [
+    { from: forwardFrom, to: n.chain('forward') },
+    { from: 'INPUT', to: n.chain('input') },
+    { from: 'OUTPUT', to: n.chain('output') },
+  ];
+}
+
+/**
+ * `iptables-restore --noflush` text for one family: declares (and so flushes) moat's chains,
+ * fills them, inserts the jumps that are missing, and deletes moat chains that are no longer used.
+ */
+export function renderRestore(plan: RulesetPlan, family: Family, jumps: Jumps, staleChains: string[], setNames: SetNames, options: IptablesRenderOptions = {}): string {
+  const n = names(options, setNames);
+  const lines = ['*filter'];
+  const chains = plan.chains.map((c) => n.chain(c));
+  for (const c of [...chains, ...staleChains.filter((s) => !chains.includes(s))]) lines.push(`:${c} - [0:0]`);
+  for (const c of plan.chains) for (const r of c.rules) lines.push(...ruleLines(n.chain(c), r, family, plan, n));
+  for (const j of jumpSources(family, jumps, n)) {
+    if (!jumps.existingJumps.includes(`${j.from}>${j.to}`)) lines.push(`-I ${j.from} 1 -j ${j.to}`);
+  }
+  for (const s of staleChains) if (!chains.includes(s)) lines.push(`-X ${s}`);
+  lines.push('COMMIT');
+  return `${lines.join('\n')}\n`;
+}
+
+/** Removes everything moat added in one family: the jumps, then its chains. */
+export function renderRemove(family: Family, jumps: Jumps, moatChains: string[], options: IptablesRenderOptions = {}): string {
+  const n = names(options);
+  const lines = ['*filter'];
+  for (const c of moatChains) lines.push(`:${c} - [0:0]`);
+  for (const j of jumps.existingJumps) {
+    const [from, to] = j.split('>');
+    if (moatChains.includes(to) && !moatChains.includes(from)) lines.push(`-D ${from} -j ${to}`);
+  }
+  for (const c of moatChains) lines.push(`-X ${c}`);
+  lines.push('COMMIT');
+  void family;
+  void n;
+  return `${lines.join('\n')}\n`;
+}

@@ -1,0 +1,103 @@
+// The nftables backend: check (`nft -c -f -`), apply (one `nft -f -` transaction), read back
+// (`nft -j list table inet NAME`), remove. moat's own table only; Docker's tables are never touched.
+import { run, runOk, CommandError } from '../../exec.js';
+import type { RulesetPlan } from '../../plan-model.js';
+import { emptySummary, type RulesetSummary } from '../../summary.js';
+import { renderDelete, renderReplace, tableName } from './render.js';
+
+export interface NftOptions {
+  table?: string;
+  /** Run inside this network namespace (tests). */
+  netns?: string;
+  nftPath?: string;
+}
+
+export class NftBackend {
+  readonly kind = 'nft' as const;
+  readonly table: string;
+  constructor(readonly options: NftOptions = {}) {
+    this.table = tableName(options);
+  }
+
+  private nft(args: string[], input?: string): Promise<string> {
+    return runOk(this.options.nftPath ?? 'nft', args, { input, netns: this.options.netns });
+  }
+
+  render(plan: RulesetPlan): string {
+    return renderReplace(plan, { table: this.table });
+  }
+
+  /** Checks a script without touching the kernel; throws CommandError with nft's message. */
+  async check(script: string): Promise<void> {
+    await this.nft(['-c', '-f', '-'], script);
+  }
+
+  /** Checks, then applies in one transaction. A failure leaves the kernel as it was. */
+  async applyScript(script: string): Promise<void> {
+    await this.check(script);
+    await this.nft(['-f', '-'], script);
+  }
+
+  async exists(): Promise<boolean> {
+    const r = await run(this.options.nftPath ?? 'nft', ['list', 'table', 'inet', this.table], { netns: this.options.netns });
+    return r.code === 0;
+  }
+
+  async listJson(): Promise<unknown[] | undefined> {
+    const r = await run(this.options.nftPath ?? 'nft', ['-j', 'list', 'table', 'inet', this.table], { netns: this.options.netns });
+    if (r.code !== 0) {
+      if (/No such file or directory|does not exist/i.test(r.stderr)) return undefined;
+      throw new CommandError(['nft', '-j', 'list', 'table', 'inet', this.table], r);
+    }
+    return (JSON.parse(r.stdout) as { nftables: unknown[] }).nftables;
+  }
+
+  async readBack(): Promise<RulesetSummary> {
+    const items = await this.listJson();
+    return items ? summaryFromNftJson(items) : emptySummary();
+  }
+
+  async remove(): Promise<void> {
+    await this.nft(['-f', '-'], renderDelete({ table: this.table }));
+  }
+}
+
+type J = Record<string, any>; // eslint-disable-line @typescript-eslint/no-explicit-any
+
+function elemValue(v: unknown): string {
+  if (typeof v === 'string') return v;
+  const o = v as J;
+  if (o?.elem) return elemValue(o.elem.val);
+  if (o?.prefix) return `${o.prefix.addr}/${o.prefix.len}`;
+  if (o?.range) return `${o.range[0]}-${o.range[1]}`;
+  return JSON.stringify(v);
+}
+
+/** Summary of `nft -j list table` output (sets, verdict maps, rule comments per chain). */
+export function summaryFromNftJson(items: unknown[]): RulesetSummary {
+  const s: RulesetSummary = { present: true, sets: {}, maps: {}, chains: {} };
+  for (const it of items as J[]) {
+    if (it.set) s.sets[it.set.name] = (it.set.elem ?? []).map(elemValue).sort();
+    else if (it.map) {
+      const m: Record<string, string> = {};
+      for (const pair of it.map.elem ?? []) {
+        const [k, v] = pair as [unknown, J];
+        m[elemValue(k)] = v?.jump?.target ?? v?.goto?.target ?? JSON.stringify(v);
+      }
+      s.maps[it.map.name] = m;
+    } else if (it.chain) s.chains[it.chain.name] ??= [];
+    else if (it.rule) (s.chains[it.rule.chain] ??= []).push(it.rule.comment ?? '');
+  }
+  return s;
+}
+
+/** Counters of drop rules: chain, comment, packets, bytes (for monitoring and tests). */
+export function dropCounters(items: unknown[]): { chain: string; comment: string; packets: number; bytes: number }[] {
+  const out = [];
+  for (const it of items as J[]) {
+    if (!it.rule) continue;
+    const c = (it.rule.expr as J[]).find((e) => e.counter);
+    if (c) out.push({ chain: it.rule.chain as string, comment: (it.rule.comment ?? '') as string, packets: c.counter.packets as number, bytes: c.counter.bytes as number });
+  }
+  return out;
+}
