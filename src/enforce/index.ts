@@ -1,0 +1,119 @@
+// Enforcement entry points for the CLI and the controller: plan, apply, rollback, uninstall.
+// (doctor and verify live in doctor.ts and verify.ts.)
+import type { PolicySet } from '../model/ir.js';
+import type { World } from '../model/world.js';
+import { IptablesBackend, type IptablesOptions } from './backends/iptables/backend.js';
+import { NftBackend } from './backends/nft/backend.js';
+import { compile, type CompileOptions } from './compile/compile.js';
+import { buildEnforcementInput, type InputOptions } from './compile/input.js';
+import type { RulesetPlan } from './plan-model.js';
+import { DEFAULT_STATE_DIR, dropNewest, loadApplied, saveApplied, clearApplied } from './state.js';
+import { diffSummaries, formatDiff, planSummary, type RulesetDiff } from './summary.js';
+
+export type BackendKind = 'nft' | 'iptables';
+
+export interface EnforceOptions extends CompileOptions, InputOptions {
+  backend?: BackendKind;
+  /** nft table name (default `moat`). */
+  table?: string;
+  /** iptables chain prefix (default MOAT) and ipset prefix (default moat). */
+  chainPrefix?: string;
+  setPrefix?: string;
+  ipv6?: boolean;
+  /** Where the last applied rulesets are kept (default /var/lib/moat). */
+  stateDir?: string;
+  /** Run the backend inside a network namespace (tests). */
+  netns?: string;
+}
+
+export function backendFor(options: EnforceOptions): NftBackend | IptablesBackend {
+  if ((options.backend ?? 'nft') === 'nft') return new NftBackend({ table: options.table, netns: options.netns });
+  const o: IptablesOptions = { chainPrefix: options.chainPrefix, setPrefix: options.setPrefix, netns: options.netns, ipv6: options.ipv6 };
+  return new IptablesBackend(o);
+}
+
+/** Compiles without touching the kernel. Throws UserError for bad input (nothing applied). */
+export function compilePlan(world: World, policies: PolicySet, options: EnforceOptions = {}): RulesetPlan {
+  return compile(buildEnforcementInput(world, policies, options), options);
+}
+
+export interface PlanResult {
+  plan: RulesetPlan;
+  diff: RulesetDiff;
+  text: string;
+  /** The script that apply would give the kernel (nft) or the iptables-restore texts. */
+  script: string;
+  warnings: string[];
+}
+
+async function scriptOf(b: NftBackend | IptablesBackend, plan: RulesetPlan): Promise<string> {
+  if (b instanceof NftBackend) return b.render(plan);
+  const s = await b.render(plan);
+  return `# ipset restore\n${s.ipset}# iptables-restore --noflush\n${s.v4}${s.v6 ? `# ip6tables-restore --noflush\n${s.v6}` : ''}`;
+}
+
+/** What would change in the kernel (text and JSON-able diff). */
+export async function plan(world: World, policies: PolicySet, options: EnforceOptions = {}): Promise<PlanResult> {
+  const p = compilePlan(world, policies, options);
+  const b = backendFor(options);
+  const current = await b.readBack();
+  const desired = planSummary(p);
+  if (b instanceof IptablesBackend) {
+    // iptables keeps no set/map names: compare chains only.
+    desired.sets = {};
+    desired.maps = {};
+  }
+  const diff = diffSummaries(current, desired);
+  return { plan: p, diff, text: formatDiff(diff), script: await scriptOf(b, p), warnings: p.warnings };
+}
+
+export interface ApplyResult {
+  backend: BackendKind;
+  plan: RulesetPlan;
+  script: string;
+  warnings: string[];
+}
+
+/** Applies a compiled plan atomically (checked first) and records it for rollback. */
+export async function applyPlan(p: RulesetPlan, options: EnforceOptions = {}): Promise<ApplyResult> {
+  const b = backendFor(options);
+  let script: string;
+  if (b instanceof NftBackend) {
+    script = b.render(p);
+    await b.applyScript(script);
+  } else {
+    const s = await b.apply(p);
+    script = `${s.ipset}\n${s.v4}\n${s.v6 ?? ''}`;
+  }
+  saveApplied(options.stateDir ?? DEFAULT_STATE_DIR, { backend: b.kind, target: b instanceof NftBackend ? b.table : 'MOAT', appliedAt: new Date().toISOString(), plan: p, script });
+  return { backend: b.kind, plan: p, script, warnings: p.warnings };
+}
+
+/** Compile then apply. A policy that fails to compile throws before anything reaches the kernel. */
+export async function apply(world: World, policies: PolicySet, options: EnforceOptions = {}): Promise<ApplyResult> {
+  return applyPlan(compilePlan(world, policies, options), options);
+}
+
+/** Re-applies the ruleset applied before the last one. Returns false when there is none. */
+export async function rollback(options: EnforceOptions = {}): Promise<boolean> {
+  const stateDir = options.stateDir ?? DEFAULT_STATE_DIR;
+  const kind = options.backend ?? 'nft';
+  const previous = loadApplied(stateDir, kind, 1);
+  if (!previous) return false;
+  const b = backendFor(options);
+  if (b instanceof NftBackend) await b.applyScript(b.render(previous.plan));
+  else await b.apply(previous.plan);
+  dropNewest(stateDir, kind);
+  return true;
+}
+
+/** Removes everything moat added; the host's ruleset is as before moat. */
+export async function uninstall(options: EnforceOptions = {}): Promise<void> {
+  const b = backendFor(options);
+  await b.remove();
+  clearApplied(options.stateDir ?? DEFAULT_STATE_DIR, b.kind);
+}
+
+export { compile } from './compile/compile.js';
+export { buildEnforcementInput } from './compile/input.js';
+export type { RulesetPlan } from './plan-model.js';

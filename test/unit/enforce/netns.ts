@@ -1,0 +1,28 @@
+// A throw-away network namespace for checking rulesets against the real kernel (needs root, nft).
+import { spawnSync } from 'node:child_process';
+import { randomBytes } from 'node:crypto';
+
+export function canUseNetns(): boolean {
+  if (process.getuid?.() !== 0) return false;
+  return spawnSync('ip', ['netns', 'list']).status === 0 && spawnSync('nft', ['--version']).status === 0;
+}
+
+export function hasTool(tool: string, args = ['--version']): boolean {
+  return spawnSync(tool, args).status === 0;
+}
+
+export function createNetns(prefix = 'moatu'): string {
+  const name = `${prefix}${randomBytes(4).toString('hex')}`;
+  const r = spawnSync('ip', ['netns', 'add', name]);
+  if (r.status !== 0) throw new Error(`ip netns add ${name}: ${r.stderr}`);
+  return name;
+}
+
+export function deleteNetns(name: string): void {
+  spawnSync('ip', ['netns', 'del', name]);
+}
+
+export function inNetns(name: string, cmd: string, args: string[], input?: string): { status: number; stdout: string; stderr: string } {
+  const r = spawnSync('ip', ['netns', 'exec', name, cmd, ...args], { input, encoding: 'utf8' });
+  return { status: r.status ?? 1, stdout: r.stdout, stderr: r.stderr };
+}

@@ -1,0 +1,78 @@
+import { test, after } from 'node:test';
+import assert from 'node:assert/strict';
+import { existsSync, readFileSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { compilePlan } from '../../../src/enforce/index.js';
+import { renderReplace } from '../../../src/enforce/backends/nft/render.js';
+import { ipsetDefs, renderIpsets, renderRestore, setNamesOf } from '../../../src/enforce/backends/iptables/render.js';
+import { threeTierPolicies, threeTierWorld } from '../../fixtures/enforce/three-tier.js';
+import { canUseNetns, createNetns, deleteNetns, hasTool, inNetns } from './netns.js';
+
+const FIX = 'test/fixtures/enforce';
+const update = process.env.UPDATE_GOLDEN === '1';
+
+function golden(name: string, actual: string): void {
+  const file = join(FIX, name);
+  if (update || !existsSync(file)) writeFileSync(file, actual);
+  assert.equal(actual, readFileSync(file, 'utf8'), `${name} differs from the golden file (UPDATE_GOLDEN=1 to accept)`);
+}
+
+const namespaces: string[] = [];
+after(() => namespaces.forEach(deleteNetns));
+
+const plan = compilePlan(threeTierWorld(), threeTierPolicies());
+const jumps = { existingChains: ['INPUT', 'FORWARD', 'OUTPUT', 'DOCKER-USER'], existingJumps: ['FORWARD>DOCKER-USER'] };
+
+test('nft ruleset of the three-tier example matches the golden file and passes nft -c', { skip: !canUseNetns() && 'needs root and nft' }, () => {
+  const script = renderReplace(plan, { table: 'moat' });
+  golden('three-tier.nft', script);
+  const ns = createNetns();
+  namespaces.push(ns);
+  const r = inNetns(ns, 'nft', ['-c', '-f', '-'], script);
+  assert.equal(r.status, 0, r.stderr);
+});
+
+test('the nft ruleset isolates and allows what the policy says', () => {
+  const script = renderReplace(plan, { table: 'moat' });
+  // mysql: ingress only from the backend group (api-server's addresses), egress to internet denied.
+  const mysqlIn = plan.maps.find((m) => m.name === 'ingress4')!.elements.find((e) => e.key === '172.28.2.30')!.chain;
+  const chain = plan.chains.find((c) => c.name === mysqlIn)!;
+  assert.equal(chain.rules.at(-1)!.verdict.kind, 'drop');
+  const allowSet = chain.rules[0].matches[0];
+  assert.equal(allowSet.kind, 'set');
+  const set = plan.sets.find((s) => allowSet.kind === 'set' && s.name === allowSet.set)!;
+  assert.deepEqual(set.elements.map((e) => e.value).sort(), ['172.28.1.20', '172.28.2.20']);
+  assert.match(script, /hook forward priority filter - 10; policy accept;\n\t\tct state established,related accept/);
+  assert.match(script, /ip daddr != @notinet4 fib daddr type != local counter log prefix "moat:deny:eg:label:shop\/mysql" group 100 drop/);
+  assert.match(script, /ct status dnat meta l4proto tcp ct original proto-dst 80 ip saddr @p\w+ return/);
+});
+
+test('iptables ruleset matches the golden file and passes iptables-restore --test', { skip: (!canUseNetns() || !hasTool('ipset', ['version'])) && 'needs root, iptables and ipset' }, () => {
+  const defs = ipsetDefs(plan);
+  const ipset = renderIpsets(defs);
+  const v4 = renderRestore(plan, 4, jumps, [], setNamesOf(defs));
+  const v6 = renderRestore(plan, 6, jumps, [], setNamesOf(defs));
+  golden('three-tier.ipset', ipset);
+  golden('three-tier.iptables', v4);
+  golden('three-tier.ip6tables', v6);
+  const ns = createNetns();
+  namespaces.push(ns);
+  for (const t of ['iptables', 'ip6tables']) {
+    assert.equal(inNetns(ns, t, ['-N', 'DOCKER-USER']).status, 0);
+  }
+  let r = inNetns(ns, 'ipset', ['restore'], ipset);
+  assert.equal(r.status, 0, r.stderr);
+  r = inNetns(ns, 'iptables-restore', ['--noflush', '--test'], v4);
+  assert.equal(r.status, 0, r.stderr);
+  r = inNetns(ns, 'ip6tables-restore', ['--noflush', '--test'], v6);
+  assert.equal(r.status, 0, r.stderr);
+});
+
+test('iptables never accepts (RETURN only), so Docker keeps its own rules', () => {
+  const defs = ipsetDefs(plan);
+  const v4 = renderRestore(plan, 4, jumps, [], setNamesOf(defs));
+  assert.doesNotMatch(v4, /-j ACCEPT/);
+  assert.match(v4, /-I DOCKER-USER 1 -j MOAT\n/);
+  const present = renderRestore(plan, 4, { ...jumps, existingJumps: [...jumps.existingJumps, 'DOCKER-USER>MOAT'] }, [], setNamesOf(defs));
+  assert.doesNotMatch(present, /-I DOCKER-USER/);
+});
