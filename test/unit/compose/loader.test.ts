@@ -63,6 +63,11 @@ networks:
   assert.deepEqual(p.positionOf(['services', 'web', 'ports', 0]), { file: join(dir, 'compose.yaml'), line: lineOf(base, 'ports:'), col: 13 });
   assert.equal(p.positionOf(['services', 'web', 'image'])?.file, join(dir, 'override.yaml'));
   assert.equal(p.positionOf(['services', 'web', 'entrypoint'])?.line, lineOf(base, 'entrypoint'));
+  // environment written as a list in the base and a map in the override: each key points at its own line.
+  assert.deepEqual(p.positionOf(['services', 'web', 'environment', 'A']), { file: join(dir, 'compose.yaml'), line: lineOf(base, 'environment'), col: 19 });
+  assert.deepEqual(p.positionOf(['services', 'web', 'environment', 'C']), { file: join(dir, 'override.yaml'), line: lineOf(over, 'C: "3"'), col: 10 });
+  assert.equal(p.positionOf(['services', 'web', 'networks', 'back', 'aliases'])?.line, lineOf(over, 'aliases'));
+  assert.equal(p.positionOf(['services', 'web'])?.line, lineOf(base, 'web:') + 1);
 });
 
 test('.env, process environment precedence, project name sources', async () => {
@@ -375,4 +380,13 @@ volumes:
   assert.deepEqual(a.environment, { FROM_HOST: 'hv', MISSING: null });
   assert.equal(a.replicas, 3);
   assert.equal(a.containerName, 'the-a');
+});
+
+test('without -f: compose.yaml and its override in the project directory', async () => {
+  const dir = writeProject({ 'compose.yaml': 'services:\n  a:\n    image: one\n', 'compose.override.yaml': 'services:\n  a:\n    image: two\n' }, 'default-files');
+  const p = await loadComposeProject({ files: [], projectDirectory: dir, env: {} });
+  assert.equal(p.services.a.image, 'two');
+  assert.deepEqual(p.files, [join(dir, 'compose.yaml'), join(dir, 'compose.override.yaml')]);
+  const empty = writeProject({ 'README': 'nothing' }, 'no-files');
+  await userErrorOf(() => loadComposeProject({ files: [], projectDirectory: empty, env: {} }));
 });
