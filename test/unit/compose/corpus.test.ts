@@ -196,8 +196,8 @@ describe('compose corpus', { skip: have ? false : 'shared/compose-corpus not fou
         for (const [key, opts] of Object.entries<any>(nets)) {
           if (!opts?.ipv4_address) continue;
           statics++;
-          const realName = doc.networks?.[key]?.name ?? `${p.name}_${key}`;
-          const att = ep.attachments.find((a) => a.network === realName);
+          const realName: string = doc.networks?.[key]?.name ?? `${p.name}_${key}`;
+          const att: { ipv4?: string } | undefined = ep.attachments.find((a: { network: string }) => a.network === realName);
           assert.equal(att?.ipv4, opts.ipv4_address, `${f} ${name}`);
           const subnets = (doc.networks?.[key]?.ipam?.config ?? []).map((c: any) => c.subnet);
           assert.deepEqual(w.networks.find((n) => n.name === realName)?.subnets, subnets);
