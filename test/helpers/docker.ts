@@ -21,6 +21,10 @@ import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import Docker from 'dockerode';
 import { BUSYBOX_IMAGE, ensureBusyboxImage } from '../../src/demo/images.js';
+import { listenerCommand } from '../../src/demo/bringup.js';
+
+/** The listener command (busybox httpd on each TCP port, idle loop, exits on SIGTERM). */
+export { listenerCommand };
 
 const REPO = join(dirname(fileURLToPath(import.meta.url)), '..', '..');
 
@@ -247,16 +251,6 @@ export interface RunningContainer {
 function checkPort(p: number): number {
   if (!Number.isInteger(p) || p < 1 || p > 65535) throw new Error(`bad port ${p}`);
   return p;
-}
-
-/**
- * The command that keeps a container alive with a TCP listener (busybox httpd) on each port. The ports
- * reach the shell as arguments, never as script text. SIGTERM ends it at once.
- */
-export function listenerCommand(tcpPorts: number[]): string[] {
-  const script =
-    'trap "exit 0" TERM INT; for p in "$@"; do httpd -p "$p" -h /www || exit 1; done; while :; do sleep 3600 & wait $!; done';
-  return ['sh', '-c', script, 'moat-listener', ...tcpPorts.map((p) => String(checkPort(p)))];
 }
 
 /** Creates (and by default starts) a moat-busybox:1 container, registered for clean-up. */
