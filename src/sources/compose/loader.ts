@@ -333,24 +333,34 @@ export async function loadComposeProject(options: ComposeOptions): Promise<Compo
   }
   const environment: Record<string, string> = { ...dot, ...procEnv };
   const lookup: Lookup = (n) => (Object.prototype.hasOwnProperty.call(environment, n) ? environment[n] : undefined);
-  const warnings: Diagnostic[] = [];
-  const ctx: Ctx = { lookup, warnings, unset: new Set(), cache: new Map() };
-  const model = loadModel(files, directory, ctx, { files: [...files] });
-
-  // Project name.
+  // Project name, before interpolation: Compose offers it to the files as COMPOSE_PROJECT_NAME.
   let name: string;
   if (options.projectName !== undefined || environment.COMPOSE_PROJECT_NAME) {
     name = options.projectName ?? environment.COMPOSE_PROJECT_NAME;
     if (!validProjectName(name)) {
       fail('compose.project-name', `"${name}" is not a valid project name`, options.projectName === undefined ? { file: envFiles[0] ?? 'COMPOSE_PROJECT_NAME', line: 0, col: 0 } : undefined, 'Use lower-case letters, digits, dashes and underscores, starting with a letter or digit.');
     }
-  } else if (typeof model.name === 'string' && model.name !== '') {
-    name = model.name;
-    if (!validProjectName(name)) fail('compose.project-name', `"${name}" is not a valid project name`, childPos(model, 'name'), 'Use lower-case letters, digits, dashes and underscores, starting with a letter or digit.');
   } else {
-    name = normalizeProjectName(basename(directory));
-    if (name === '') fail('compose.project-name', `cannot derive a project name from directory ${directory}`, undefined, 'Pass --project-name or set `name:` in the Compose file.');
+    let fromFile: { name: string; pos?: SourcePos } | undefined;
+    for (const f of files) {
+      const tree = parseYamlTree(readText(f, undefined, 'Compose file'), f);
+      if (isObj(tree) && tree.name !== undefined && tree.name !== null && tree.name !== '') {
+        const pos = childPos(tree, 'name');
+        fromFile = { name: interpolateString(String(tree.name), { lookup }, pos), pos };
+      }
+    }
+    if (fromFile && fromFile.name !== '') {
+      name = fromFile.name;
+      if (!validProjectName(name)) fail('compose.project-name', `"${name}" is not a valid project name`, fromFile.pos, 'Use lower-case letters, digits, dashes and underscores, starting with a letter or digit.');
+    } else {
+      name = normalizeProjectName(basename(directory));
+      if (name === '') fail('compose.project-name', `cannot derive a project name from directory ${directory}`, undefined, 'Pass --project-name or set `name:` in the Compose file.');
+    }
   }
+  if (!environment.COMPOSE_PROJECT_NAME) environment.COMPOSE_PROJECT_NAME = name;
+  const warnings: Diagnostic[] = [];
+  const ctx: Ctx = { lookup, warnings, unset: new Set(), cache: new Map() };
+  const model = loadModel(files, directory, ctx, { files: [...files] });
 
   // Profiles.
   const profiles = unique([...(options.profiles ?? []), ...(environment.COMPOSE_PROFILES ?? '').split(',')].map((p) => p.trim()).filter((p) => p !== ''), (p) => p);

@@ -91,6 +91,12 @@ test('.env, process environment precedence, project name sources', async () => {
   const dir2 = writeProject({ 'My.App Dir/compose.yaml': 'services:\n  a:\n    image: x\n' }, 'name');
   p = await loadComposeProject({ files: [join(dir2, 'My.App Dir/compose.yaml')], env: {} });
   assert.equal(p.name, 'myappdir');
+  // The project name is offered to interpolation as COMPOSE_PROJECT_NAME when the environment has none.
+  const dir3 = writeProject({ 'Proj3/compose.yaml': 'services:\n  a:\n    image: "img-${COMPOSE_PROJECT_NAME}"\n' }, 'pname');
+  p = await loadComposeProject({ files: [join(dir3, 'Proj3/compose.yaml')], env: {} });
+  assert.equal(p.services.a.image, 'img-proj3');
+  p = await loadComposeProject({ files: [join(dir3, 'Proj3/compose.yaml')], env: {}, projectName: 'given' });
+  assert.equal(p.services.a.image, 'img-given');
   await userErrorOf(() => loadComposeProject({ files: f, env: {}, projectName: 'Bad Name' }));
 });
 
