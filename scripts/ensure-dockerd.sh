@@ -64,7 +64,16 @@ if ! command -v dockerd >/dev/null 2>&1; then
   exit 1
 fi
 
-if pgrep -x dockerd >/dev/null 2>&1; then
+# Is a dockerd process alive? (/proc scan: pgrep is not on minimal images)
+dockerd_running() {
+  local c
+  for c in /proc/[0-9]*/comm; do
+    [ "$(cat "$c" 2>/dev/null)" = dockerd ] && return 0
+  done
+  return 1
+}
+
+if dockerd_running; then
   say "dockerd is running but $SOCK does not answer yet; waiting"
 else
   if [ "$(id -u)" != 0 ]; then
