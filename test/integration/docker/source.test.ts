@@ -138,3 +138,34 @@ test('an unreachable engine is a UserError with a fix', async () => {
   assert.equal(parseDockerHost('tcp://127.0.0.1:2375').display, 'tcp://127.0.0.1:2375');
   assert.equal(parseDockerHost('/run/x.sock').display, 'unix:///run/x.sock');
 });
+
+test('loadDockerWorld maps dual-stack attachments', async (t) => {
+  const docker = await requireDocker(t);
+  if (!docker) return;
+  const project = uniqueName('moatv6');
+  let net: { name: string; id: string } | undefined;
+  let v4 = '';
+  let v6 = '';
+  for (let i = 0; i < 5 && !net; i++) {
+    const r = Math.floor(Math.random() * 250) + 1;
+    v4 = `10.214.${r}.0/24`;
+    v6 = `fd00:214:${r.toString(16)}::/64`;
+    try {
+      net = await createNetwork(docker, { name: `${project}_dual`, subnets: [v4, v6], labels: { 'com.docker.compose.project': project } });
+    } catch (err) {
+      if (!/overlap|pool/i.test(String(err))) throw err;
+    }
+  }
+  assert.ok(net, 'could not create a dual-stack network');
+  const c = await runContainer(docker, { networks: [net.name], labels: { 'com.docker.compose.project': project } });
+  const world = await loadDockerWorld({ project });
+  const n = world.networks.find((x) => x.name === net!.name)!;
+  assert.equal(n.enableIPv6, true);
+  assert.deepEqual(n.subnets, [v4, v6]);
+  const e = world.endpoints.find((x) => x.id === c.id)!;
+  assert.equal(e.attachments.length, 1);
+  assert.equal(e.attachments[0].ipv4, c.ipv4[net.name]);
+  assert.equal(e.attachments[0].ipv6, c.ipv6[net.name]);
+  assert.ok(e.attachments[0].ipv6?.startsWith(v6.split('::')[0]), `ipv6 ${e.attachments[0].ipv6} in ${v6}`);
+  assert.ok(n.gateways?.some((g) => g.includes(':')), `an IPv6 gateway among ${n.gateways}`);
+});
