@@ -39,12 +39,13 @@ fi
 
 # 4. tests. The per-run summary line of the reporter is captured and renamed, so that the closing line
 #    printed at the end is the only `N passed, N failed` line of the whole output.
-run_suite() { # label, args...
-  local label=$1
-  shift
+run_suite() { # label, time limit, args...
+  local label=$1 limit=$2
+  shift 2
   local out
   out=$(mktemp)
-  node scripts/run-tests.mjs "$@" 2>&1 | tee "$out" | sed -E "s/^([0-9]+) passed, ([0-9]+) failed$/[$label: \1 passed \/ \2 failed]/"
+  # Bounded: a hung test must not eat CI's 90 minutes (killed runs print no summary and count as a failure).
+  timeout --kill-after=30s "$limit" node scripts/run-tests.mjs "$@" 2>&1 | tee "$out" | sed -E "s/^([0-9]+) passed, ([0-9]+) failed$/[$label: \1 passed \/ \2 failed]/"
   local status=${PIPESTATUS[0]}
   local line
   line=$(grep -E '^[0-9]+ passed, [0-9]+ failed$' "$out" | tail -n 1)
@@ -66,10 +67,10 @@ run_suite() { # label, args...
 }
 
 note "unit tests"
-if [ -d test/unit ]; then run_suite unit test/unit; fi
+if [ -d test/unit ]; then run_suite unit "${MOAT_UNIT_TIMEOUT:-20m}" test/unit; fi
 note "integration tests"
 if [ -d test/integration ] && find test/integration -name '*.test.ts' | grep -q .; then
-  run_suite integration --test-concurrency=1 test/integration
+  run_suite integration "${MOAT_INTEGRATION_TIMEOUT:-50m}" --test-concurrency=1 test/integration
 else
   echo "no integration tests"
 fi
