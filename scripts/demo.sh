@@ -11,4 +11,5 @@ fi
 if ! bash scripts/ensure-dockerd.sh; then
   echo "demo: could not start a Docker engine; the demo will analyse the Compose file only" >&2
 fi
+if [ $# -eq 0 ] && [ "$(id -u)" = 0 ]; then set -- --enforce; fi
 exec node bin/moat.js demo "$@"

@@ -1,10 +1,17 @@
 // node:test reporter that prints the plain closing line CI reads: `N passed, N failed`.
+// Skipped and todo tests are neither passed nor failed; they are counted on a line of their own.
 export default async function* summary(source) {
   let passed = 0;
   let failed = 0;
+  let skipped = 0;
   for await (const event of source) {
-    if (event.type === 'test:pass' && event.data.details?.type !== 'suite') passed++;
-    if (event.type === 'test:fail' && event.data.details?.type !== 'suite') failed++;
+    if (event.data?.details?.type === 'suite') continue;
+    if (event.type === 'test:pass') {
+      if (event.data.skip || event.data.todo) skipped++;
+      else passed++;
+    }
+    if (event.type === 'test:fail') failed++;
   }
+  if (skipped) yield `\n${skipped} skipped`;
   yield `\n${passed} passed, ${failed} failed\n`;
 }

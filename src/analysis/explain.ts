@@ -116,7 +116,7 @@ function explainSide(
 ): SideExplanation {
   const base = { direction, isolatedBy: [] as string[], allowedBy: [] as RuleRef[], deniedBy: [] as RuleRef[], nearMisses: [] as string[] };
   if (node.kind !== 'endpoint') {
-    return { ...base, status: 'not-a-container', allows: true, summary: `${who} is not a container: moat puts no ${direction} policy on it` };
+    return { ...base, endpoint: who, status: 'not-a-container', allows: true, summary: `${who} is not a container: moat puts no ${direction} policy on it` };
   }
   const i = rw.netnsOwner(node.index);
   const destEndpoint = destination.kind === 'endpoint' ? rw.endpoints[rw.netnsOwner(destination.index)] : undefined;

@@ -19,6 +19,7 @@ import {
   type Policy,
   type PolicySet,
   type Rule,
+  SYNTHETIC,
 } from '../../model/ir.js';
 import { endpointDisplayName, type Endpoint, type World } from '../../model/world.js';
 import { LABEL_KEYS, parseGroupValue, parseRuleValue, RULE_KEYS, type LabelItem, type RuleKey } from './grammar.js';
@@ -174,9 +175,10 @@ export function compileLabels(world: World, positions?: LabelPositions): LabelCo
     const hasRules = Object.keys(matchLabels).length > 0;
     if (!hasRules && !failClosed.ingress && !failClosed.egress) continue;
 
+    // One policy per container name (replicas of a service share it), restricted to exactly these rule labels.
     const subject: EndpointSelector = failClosed.ingress || failClosed.egress
-      ? { namespaces: { kind: 'names', names: [endpoint.namespace] }, labels: { matchLabels: { 'moat.io/name': endpoint.name } } }
-      : { namespaces: { kind: 'names', names: [endpoint.namespace] }, labels: { matchLabels, matchExpressions: requirements } };
+      ? { namespaces: { kind: 'names', names: [endpoint.namespace] }, labels: { matchLabels: { [SYNTHETIC.name]: endpoint.name } } }
+      : { namespaces: { kind: 'names', names: [endpoint.namespace] }, labels: { matchLabels: { ...matchLabels, [SYNTHETIC.name]: endpoint.name }, matchExpressions: requirements } };
     const key = `${endpoint.namespace}\u0000${JSON.stringify(subject)}\u0000${failClosed.ingress}${failClosed.egress}`;
     if (policyKeys.has(key)) continue;
     policyKeys.add(key);

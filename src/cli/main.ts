@@ -1,0 +1,35 @@
+// The moat command line. Each command lives in its own file; this one only assembles them.
+import { Command } from 'commander';
+import { demoCommand } from './demo.js';
+import { diffCommand } from './diff.js';
+import { applyCommand, doctorCommand, planCommand, rollbackCommand, uninstallCommand, verifyCommand } from './enforce.js';
+import { explainCommand } from './explain.js';
+import { matrixCommand } from './matrix.js';
+import { snapshotCommand } from './snapshot.js';
+import { validateCommand } from './validate.js';
+
+const program = new Command('moat')
+  .description('Network security for Docker hosts: security groups, kernel enforcement, reachability analysis and audit')
+  .version('0.1.0')
+  .showHelpAfterError('(run with --help for usage)')
+  .addHelpText('after', '\nExit codes: 0 ok, 1 findings (diff changed, explain denied, verify disagrees), 2 bad input, 70 internal error.\nDocs: docs/README.md');
+
+program.addCommand(demoCommand());
+program.addCommand(matrixCommand());
+program.addCommand(explainCommand());
+program.addCommand(diffCommand());
+program.addCommand(validateCommand());
+program.addCommand(snapshotCommand());
+program.addCommand(doctorCommand());
+program.addCommand(planCommand());
+program.addCommand(applyCommand());
+program.addCommand(rollbackCommand());
+program.addCommand(uninstallCommand());
+program.addCommand(verifyCommand());
+
+program.exitOverride((err) => {
+  // commander's own usage errors (unknown option, missing argument) exit 2 like other bad input.
+  process.exit(err.exitCode === 0 ? 0 : 2);
+});
+
+await program.parseAsync(process.argv);
