@@ -1,0 +1,297 @@
+// The catalogue of checks. docs/audit.md is written from the same facts; a unit test keeps the two in step.
+// CIS ids are those of the CIS Docker Benchmark v1.6.0.
+import type { CheckDef } from './types.js';
+
+export const CHECKS: readonly CheckDef[] = [
+  // ---------------------------------------------------------------- ports
+  {
+    id: 'port-all-interfaces',
+    title: 'Port published on all interfaces',
+    severity: 'medium',
+    scope: 'service',
+    rationale:
+      'A port published without a host address (or with 0.0.0.0 / ::) listens on every interface of the host, IPv4 and IPv6, and Docker\'s DNAT rules bypass host firewalls such as ufw. Every published port is a door into the host.',
+    fix: 'Bind the port to the interface that needs it: "127.0.0.1:8080:80" for local use or a reverse proxy, or a specific LAN address.',
+    seed: '4.2',
+    cis: '5.13',
+    autofix: true,
+  },
+  {
+    id: 'port-high-risk',
+    title: 'High-risk service published beyond loopback',
+    severity: 'high',
+    scope: 'service',
+    rationale:
+      'SSH, the Docker API, databases, caches and search engines (22, 2375/2376, 3306, 5432, 6379, 27017, 9200, 11211, ...) are the ports scanners look for first; a database listening on a public interface is one weak password away from a breach.',
+    fix: 'Do not publish it: let other containers reach it over an internal network. If the host itself needs it, bind it to 127.0.0.1.',
+    seed: '4.1',
+    cis: '5.8',
+    autofix: true,
+  },
+  {
+    id: 'port-publish-all',
+    title: 'All exposed ports published, or published on a random host port',
+    severity: 'medium',
+    scope: 'service',
+    rationale:
+      '`docker run -P` (PublishAllPorts) publishes every EXPOSEd port on a random host port on all interfaces; a Compose port without a host port ("80") does the same for one port. Nobody reviews ports chosen at random.',
+    fix: 'Publish only the ports that must be reachable, each with an explicit host address and port ("127.0.0.1:8080:80").',
+    seed: '4.2',
+    cis: '5.8',
+  },
+  // ---------------------------------------------------------------- namespaces, privileges
+  {
+    id: 'network-mode-host',
+    title: 'Container shares the host network namespace',
+    severity: 'high',
+    scope: 'service',
+    rationale:
+      'With network_mode: host the container has no network isolation at all: every port it opens is open on the host, it sees every host interface, and no per-container firewall (moat included) can tell it from the host.',
+    fix: 'Remove network_mode: host and publish the ports the service needs (bound to a specific address).',
+    seed: '2.1',
+    cis: '5.9',
+  },
+  {
+    id: 'docker-socket',
+    title: 'Docker socket mounted into a container',
+    severity: 'critical',
+    scope: 'service',
+    rationale:
+      'Whoever can talk to /var/run/docker.sock controls the engine and therefore the host (start a privileged container, mount /). Mounting it read-only does not help: `:ro` only stops writes to the socket file, not API calls over it.',
+    fix: 'Do not mount the socket. If a tool needs the API, put a filtering proxy (e.g. tecnativa/docker-socket-proxy) allowing only read endpoints between them.',
+    seed: '7.1',
+    cis: '5.31',
+  },
+  {
+    id: 'privileged',
+    title: 'Privileged container',
+    severity: 'critical',
+    scope: 'service',
+    rationale: 'privileged: true gives the container every capability and every host device; escaping to the host is trivial.',
+    fix: 'Remove privileged and add only the capabilities (cap_add) and devices the service needs.',
+    seed: '7.2',
+    cis: '5.4',
+  },
+  {
+    id: 'cap-add-dangerous',
+    title: 'Dangerous capability added',
+    severity: 'high',
+    scope: 'service',
+    rationale:
+      'NET_ADMIN lets the container rewrite its firewall and routes (and sniff with NET_RAW); SYS_ADMIN is close to root on the host; ALL is privileged in all but name.',
+    fix: 'Drop the capability; if the service truly needs it (a VPN endpoint needs NET_ADMIN), isolate that service on its own network and document why.',
+    seed: '7.2',
+    cis: '5.3',
+  },
+  {
+    id: 'no-cap-drop-all',
+    title: 'Capabilities not dropped',
+    severity: 'low',
+    scope: 'service',
+    rationale: 'Docker grants 14 capabilities by default (NET_RAW among them, enough for ARP and DNS spoofing on the bridge). The seed drops ALL and adds back only what is needed.',
+    fix: 'Add `cap_drop: [ALL]` and `cap_add` only the capabilities the service needs (e.g. NET_BIND_SERVICE).',
+    seed: '7.2',
+    cis: '5.3',
+    autofix: true,
+  },
+  {
+    id: 'root-user',
+    title: 'Container runs as root',
+    severity: 'medium',
+    scope: 'service',
+    rationale: 'Without `user:` the process runs as the image\'s user, root for most images; root in the container is root on the host after any escape.',
+    fix: 'Set `user: "1001:1001"` (or a USER line in the Dockerfile) to a dedicated unprivileged user.',
+    seed: '7.2',
+    cis: '4.1',
+  },
+  {
+    id: 'no-read-only',
+    title: 'Root filesystem is writable',
+    severity: 'low',
+    scope: 'service',
+    rationale: 'A writable root filesystem lets an attacker drop tools and persist; the seed mounts it read-only with a tmpfs for /tmp.',
+    fix: 'Add `read_only: true` and `tmpfs: [/tmp]` (plus volumes for the paths the service writes).',
+    seed: '7.2',
+    cis: '5.12',
+    autofix: true,
+  },
+  {
+    id: 'no-new-privileges',
+    title: 'no-new-privileges not set',
+    severity: 'low',
+    scope: 'service',
+    rationale: 'Without no-new-privileges a setuid binary in the image can raise the process\'s privileges.',
+    fix: 'Add `security_opt: ["no-new-privileges:true"]` (`no-new-privileges=true` is accepted too).',
+    seed: '7.2',
+    cis: '5.25',
+    autofix: true,
+  },
+  // ---------------------------------------------------------------- segmentation, data services
+  {
+    id: 'db-network-not-internal',
+    title: 'Database or cache on a network that is not internal',
+    severity: 'medium',
+    scope: 'service',
+    rationale:
+      'The seed puts databases on a dedicated `internal: true` network: no route out (no exfiltration, no callbacks) and no way in except from the services attached to it.',
+    fix: 'Put the database on its own network with `internal: true` and attach only the services that query it.',
+    seed: '2.3',
+    autofix: true,
+  },
+  {
+    id: 'db-reachable-from-entry',
+    title: 'Database or cache reachable from the public entry',
+    severity: 'high',
+    scope: 'service',
+    rationale:
+      'The analyzer\'s matrix shows the database can be reached from the internet, or directly from a service the internet reaches (the public entry): one compromised front end is one hop from the data. The seed\'s layout is front end -> API -> database, each on its own network.',
+    fix: 'Take the entry service off the database\'s network (front end on a frontend network, database on an internal database network, only the API on both).',
+    seed: '2.2',
+  },
+  {
+    id: 'single-network',
+    title: 'Every service on one network',
+    severity: 'low',
+    scope: 'project',
+    rationale: 'When all services share one network every container can reach every other on every port; there is no segmentation to contain a compromise.',
+    fix: 'Split the services by role into frontend, backend and database networks (seed 2.2/2.3).',
+    seed: '2.2',
+  },
+  {
+    id: 'overlay-unencrypted',
+    title: 'Overlay network without encryption',
+    severity: 'medium',
+    scope: 'project',
+    rationale: 'Overlay traffic crosses the physical network between hosts in clear VXLAN unless the network is created with `encrypted`.',
+    fix: 'Add `driver_opts: {encrypted: "true"}` to the overlay network.',
+    seed: '5.3',
+  },
+  {
+    id: 'plaintext-secret',
+    title: 'Secret in plain text in the environment',
+    severity: 'medium',
+    scope: 'service',
+    rationale: 'Environment variables are visible to `docker inspect`, to every process in the container and often to logs and crash reports; a literal password in a Compose file also ends up in version control.',
+    fix: 'Use Compose `secrets:` and the image\'s `*_FILE` variables (e.g. POSTGRES_PASSWORD_FILE=/run/secrets/db_password).',
+    seed: '5.4',
+  },
+  {
+    id: 'db-no-tls',
+    title: 'TLS not configured for a database or cache',
+    severity: 'low',
+    scope: 'service',
+    rationale: 'Without TLS, credentials and data cross the container network in clear text; the seed configures PostgreSQL (`ssl=on`) and Redis (`--tls-port`).',
+    fix: 'Enable TLS as in the seed: PostgreSQL `-c ssl=on -c ssl_cert_file=...`, Redis `--tls-port 6380 --tls-cert-file ...`, MySQL `--require-secure-transport=ON`, MongoDB `--tlsMode requireTLS`.',
+    seed: '5.4',
+  },
+  // ---------------------------------------------------------------- daemon
+  {
+    id: 'daemon-icc',
+    title: 'Inter-container communication on the default bridge',
+    severity: 'medium',
+    scope: 'daemon',
+    rationale: 'With icc enabled (the default) every container on the default bridge can reach every other on every port.',
+    fix: 'Set `"icc": false` in daemon.json and give containers that must talk a user-defined network.',
+    seed: '3.3',
+    cis: '2.2',
+  },
+  {
+    id: 'daemon-iptables-disabled',
+    title: 'Docker may not manage iptables',
+    severity: 'high',
+    scope: 'daemon',
+    rationale:
+      'The seed (3.3) sets "iptables": false to keep Docker out of the firewall, but then Docker installs neither its isolation rules nor the DOCKER-USER chain, published ports go through the userland proxy, and network isolation is whatever the administrator writes by hand. CIS recommends leaving it on.',
+    fix: 'Remove `"iptables": false` and filter in the DOCKER-USER chain (or let moat enforce).',
+    seed: '3.3',
+    cis: '2.4',
+  },
+  {
+    id: 'daemon-ip-forward',
+    title: 'IP forwarding left to Docker',
+    severity: 'info',
+    scope: 'daemon',
+    rationale:
+      'Docker turns on IP forwarding for the whole host. The seed (3.3) disables it ("ip-forward": false) on hosts whose containers need no routed traffic; with `ip-forward-no-drop: true` Docker also stops setting the FORWARD policy to DROP, so the host routes between any interfaces.',
+    fix: 'Set `"ip-forward": false` where containers need no outside access, and never set `"ip-forward-no-drop": true`.',
+    seed: '3.3',
+  },
+  {
+    id: 'daemon-userland-proxy',
+    title: 'Userland proxy enabled',
+    severity: 'low',
+    scope: 'daemon',
+    rationale: 'The docker-proxy process hides the client address from the container and from DOCKER-USER rules for hairpin and loopback traffic, and adds attack surface.',
+    fix: 'Set `"userland-proxy": false` in daemon.json.',
+    seed: '3.3',
+    cis: '2.16',
+  },
+  {
+    id: 'daemon-tcp-no-tls',
+    title: 'Docker API on TCP without TLS verification',
+    severity: 'critical',
+    scope: 'daemon',
+    rationale: 'A tcp:// listener without tlsverify gives root on the host to anyone who can reach the port (2375 is scanned constantly).',
+    fix: 'Remove the tcp:// host, or set "tlsverify": true with tlscacert, tlscert and tlskey.',
+    seed: '3.3',
+    cis: '2.7',
+  },
+  {
+    id: 'daemon-no-address-pools',
+    title: 'No default-address-pools',
+    severity: 'info',
+    scope: 'daemon',
+    rationale: 'Without default-address-pools Docker picks subnets from 172.17-31.0.0/16 and 192.168.0.0/16, which can collide with LAN or VPN routes and make firewall rules guesswork.',
+    fix: 'Declare `"default-address-pools": [{"base": "172.16.0.0/12", "size": 24}]` (seed 3.3) with a range reserved for containers.',
+    seed: '3.3',
+  },
+  {
+    id: 'daemon-no-live-restore',
+    title: 'live-restore disabled',
+    severity: 'low',
+    scope: 'daemon',
+    rationale: 'Without live-restore, restarting or upgrading dockerd stops every container, which tempts operators to postpone security upgrades.',
+    fix: 'Set `"live-restore": true` in daemon.json.',
+    seed: '3.3',
+    cis: '2.15',
+  },
+  {
+    id: 'daemon-no-log-limits',
+    title: 'Container logs without size limits',
+    severity: 'low',
+    scope: 'daemon',
+    rationale: 'The json-file driver keeps logs forever by default; a noisy or hostile container can fill the disk and stop the host (and its audit logs).',
+    fix: 'Set `"log-opts": {"max-size": "10m", "max-file": "3"}` as in seed 8.5.',
+    seed: '8.5',
+  },
+  // ---------------------------------------------------------------- Dockerfile
+  {
+    id: 'dockerfile-no-user',
+    title: 'Dockerfile does not switch to an unprivileged user',
+    severity: 'medium',
+    scope: 'dockerfile',
+    rationale: 'Without a USER line (or with USER root last) the image runs as root unless every `docker run` overrides it.',
+    fix: 'Create a user and end the final stage with `USER appuser` (seed 7.2).',
+    seed: '7.2',
+    cis: '4.1',
+  },
+  {
+    id: 'dockerfile-expose-high-risk',
+    title: 'Dockerfile EXPOSEs a high-risk port',
+    severity: 'low',
+    scope: 'dockerfile',
+    rationale: 'EXPOSE documents a port and is what `docker run -P` publishes; exposing SSH, the Docker API or a database invites publishing it.',
+    fix: 'Remove the EXPOSE line (containers on the same network reach the port without it).',
+    seed: '4.1',
+  },
+];
+
+const BY_ID = new Map(CHECKS.map((c) => [c.id, c]));
+
+export function checkById(id: string): CheckDef | undefined {
+  return BY_ID.get(id);
+}
+
+export function isCheckId(id: string): boolean {
+  return BY_ID.has(id);
+}
