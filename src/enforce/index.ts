@@ -7,6 +7,7 @@ import { NftBackend } from './backends/nft/backend.js';
 import { compile, type CompileOptions } from './compile/compile.js';
 import { buildEnforcementInput, type InputOptions } from './compile/input.js';
 import type { RulesetPlan } from './plan-model.js';
+import { incrementalScript, type IncrementalChanges } from './incremental.js';
 import { DEFAULT_STATE_DIR, dropNewest, loadApplied, saveApplied, clearApplied } from './state.js';
 import { diffSummaries, formatDiff, planSummary, type RulesetDiff } from './summary.js';
 
@@ -94,6 +95,49 @@ export async function apply(world: World, policies: PolicySet, options: EnforceO
   return applyPlan(compilePlan(world, policies, options), options);
 }
 
+export interface IncrementalOptions extends EnforceOptions {
+  /** Record the new plan in the state directory for rollback (default true; the controller may keep its own). */
+  record?: boolean;
+}
+
+export interface IncrementalResult {
+  /** `incremental`: element/map/chain changes only; `full`: a whole-table replace (or the iptables backend). */
+  mode: 'incremental' | 'full' | 'unchanged';
+  /** Why a full replace was needed. */
+  reason?: string;
+  script: string;
+  changes?: IncrementalChanges;
+}
+
+/**
+ * Takes the kernel from `previous` (the plan it holds; default: the last one recorded in the state
+ * directory) to `next` with only element, map and chain changes in one `nft -f` transaction. When
+ * that is not possible (base chains or a chain's rules changed, no previous plan, the kernel does not
+ * hold `previous`, or the iptables backend) it falls back to a full atomic apply. A failing
+ * transaction changes nothing in the kernel.
+ */
+export async function applyIncremental(previous: RulesetPlan | undefined, next: RulesetPlan, options: IncrementalOptions = {}): Promise<IncrementalResult> {
+  const stateDir = options.stateDir ?? DEFAULT_STATE_DIR;
+  const b = backendFor(options);
+  const full = async (reason: string): Promise<IncrementalResult> => {
+    const r = await applyPlan(next, options);
+    return { mode: 'full', reason, script: r.script };
+  };
+  if (!(b instanceof NftBackend)) return full('the iptables backend always replaces its chains');
+  const prev = previous ?? loadApplied(stateDir, 'nft')?.plan;
+  if (!prev) return full('no previous plan');
+  const d = incrementalScript(prev, next, { table: b.table });
+  if (!d.incremental) return full(d.reason);
+  if (d.empty) return { mode: 'unchanged', script: '', changes: d.changes };
+  try {
+    await b.applyIncrementalScript(d.script);
+  } catch (e) {
+    return full(`incremental transaction failed (the kernel did not hold the previous plan?): ${(e as Error).message.split('\n')[0]}`);
+  }
+  if (options.record !== false) saveApplied(stateDir, { backend: 'nft', target: b.table, appliedAt: new Date().toISOString(), plan: next, script: d.script });
+  return { mode: 'incremental', script: d.script, changes: d.changes };
+}
+
 /** Re-applies the ruleset applied before the last one. Returns false when there is none. */
 export async function rollback(options: EnforceOptions = {}): Promise<boolean> {
   const stateDir = options.stateDir ?? DEFAULT_STATE_DIR;
@@ -117,3 +161,4 @@ export async function uninstall(options: EnforceOptions = {}): Promise<void> {
 export { compile } from './compile/compile.js';
 export { buildEnforcementInput } from './compile/input.js';
 export type { RulesetPlan } from './plan-model.js';
+export { incrementalScript, type IncrementalChanges, type IncrementalDiff } from './incremental.js';

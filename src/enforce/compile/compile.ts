@@ -55,10 +55,14 @@ class Builder {
     readonly group: number,
   ) {}
 
-  /** A named set for these addresses (deduplicated by content). */
-  addressSet(values: string[], family: Family, purpose: string, fallbackOwner: string): string {
+  /**
+   * A named set for these addresses. With a `key` (the peer's identity in the policy) the name comes
+   * from the key, so membership changes touch elements only and chain names stay stable; without one,
+   * from the content.
+   */
+  addressSet(values: string[], family: Family, purpose: string, fallbackOwner: string, key?: string): string {
     const elems = disjointElements(values.filter((v) => (v.includes(':') ? 6 : 4) === family));
-    const name = `p${hash(`${family}|${elems.join(',')}`)}_${family}`;
+    const name = `p${hash(key !== undefined ? `key|${family}|${purpose}|${key}` : `${family}|${elems.join(',')}`)}_${family}`;
     if (!this.sets.has(name)) {
       const elements: SetElement[] = elems.map((value) => ({ value, owner: this.ownerOfAddress.get(value) ?? fallbackOwner }));
       this.sets.set(name, { name, family, elements, purpose });
@@ -83,7 +87,9 @@ function peerAlternatives(b: Builder, peer: PeerAddresses, dir: 'src' | 'dst', o
   }
   for (const f of FAMILIES) {
     const mine = peer.cidrs.filter((c) => (c.includes(':') ? 6 : 4) === f);
-    if (mine.length) out.push([{ kind: 'set', dir, family: f, set: b.addressSet(mine, f, 'peer', owner) }]);
+    // A peer chosen by selectors keeps its (possibly empty) set in both families, so that the first
+    // member of a family adds an element, not a rule (chain names stay stable).
+    if (mine.length || peer.dynamic) out.push([{ kind: 'set', dir, family: f, set: b.addressSet(mine, f, 'peer', owner, peer.key) }]);
   }
   for (const ce of peer.cidrsExcept) {
     const f: Family = ce.cidr.includes(':') ? 6 : 4;

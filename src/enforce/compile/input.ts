@@ -66,7 +66,7 @@ export function enforcementInputFrom(rw: ResolvedWorld, options: InputOptions = 
   const peerAddresses = (peers: Peer[] | 'all'): PeerAddresses => {
     const hit = peerMemo.get(peers);
     if (hit) return hit;
-    const out: PeerAddresses = { cidrs: [], cidrsExcept: [] };
+    const out: PeerAddresses = { cidrs: [], cidrsExcept: [], key: peers === 'all' ? 'all' : JSON.stringify(peers) };
     if (peers === 'all') out.any = true;
     else {
       for (const p of peers) {
@@ -78,6 +78,7 @@ export function enforcementInputFrom(rw: ResolvedWorld, options: InputOptions = 
           if (p.except.length) out.cidrsExcept.push({ cidr: c, except: p.except.map((x) => canonicalCidr(x).text) });
           else out.cidrs.push(c);
         } else {
+          out.dynamic = true;
           const m = rw.members(p.selector);
           for (let i = 0; i < m.length; i++) if (m[i]) out.cidrs.push(...addressesOf(i));
         }
@@ -103,7 +104,7 @@ export function enforcementInputFrom(rw: ResolvedWorld, options: InputOptions = 
       const covered = r.peers === 'all' || r.peers.some((p) => p.kind === 'endpoints' && rw.members(p.selector)[j] === 1);
       if (!covered || addressesOf(j).length === 0) continue;
       const conns = rulePorts(r, rw.endpoints[j]);
-      if (!conns.isEmpty) out.push({ policyId, peer: { cidrs: addressesOf(j), cidrsExcept: [] }, conns });
+      if (!conns.isEmpty) out.push({ policyId, peer: { cidrs: addressesOf(j), cidrsExcept: [], key: `endpoint:${rw.endpoints[j].id}`, dynamic: true }, conns });
     }
     return out;
   };

@@ -14,6 +14,13 @@ export interface PeerAddresses {
   cidrs: string[];
   /** CIDRs with exceptions (Kubernetes ipBlock.except). */
   cidrsExcept: { cidr: string; except: string[] }[];
+  /**
+   * Stable identity of the peer (from the policy text, not from its members), used to name its sets so
+   * that a container joining a group changes set elements only, never set or chain names.
+   */
+  key?: string;
+  /** Membership depends on the world (endpoint selectors): its sets exist in both families, even empty. */
+  dynamic?: boolean;
 }
 
 export interface Clause {

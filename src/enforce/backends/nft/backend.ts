@@ -38,6 +38,15 @@ export class NftBackend {
     await this.nft(['-f', '-'], script);
   }
 
+  /**
+   * Applies an incremental script (element and chain changes) without a separate check: `nft -f` is
+   * one transaction, so a failing command (e.g. deleting an element the kernel does not hold) leaves
+   * the kernel as it was.
+   */
+  async applyIncrementalScript(script: string): Promise<void> {
+    await this.nft(['-f', '-'], script);
+  }
+
   async exists(): Promise<boolean> {
     const r = await run(this.options.nftPath ?? 'nft', ['list', 'table', 'inet', this.table], { netns: this.options.netns });
     return r.code === 0;

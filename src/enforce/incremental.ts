@@ -1,0 +1,129 @@
+// Incremental updates for the nft backend: from the plan the kernel holds to the next one with
+// element, map and chain changes only (`add element`, `delete element`, `add chain` ...), in one
+// `nft -f` transaction. Used by the controller when a container comes or goes: set and chain names
+// are stable under membership changes (peer sets are named by the peer's identity in the policy,
+// per-identity chains by their rules), so one new container is a handful of element changes.
+// Anything else (a base chain changed, the NFLOG group changed, a chain's rules changed under the
+// same name) is not incremental: the caller does a whole-table replace.
+import type { AddressSet, PlanChain, RulesetPlan, VerdictMap } from './plan-model.js';
+import { mapElementText, renderRule, tableName } from './backends/nft/render.js';
+import { assertName, elementText, safeComment } from './validate.js';
+
+export interface IncrementalChanges {
+  setsAdded: string[];
+  setsRemoved: string[];
+  chainsAdded: string[];
+  chainsRemoved: string[];
+  elementsAdded: number;
+  elementsRemoved: number;
+  mapElementsAdded: number;
+  mapElementsRemoved: number;
+}
+
+export type IncrementalDiff =
+  | { incremental: true; script: string; changes: IncrementalChanges; empty: boolean }
+  | { incremental: false; reason: string };
+
+const setKey = (v: string, owner: string) => `${elementText(v).text}\u0000${owner}`;
+
+function elemText(value: string, owner: string): string {
+  return `${elementText(value).text} comment "${safeComment(owner)}"`;
+}
+
+function chainSig(c: PlanChain): string {
+  return JSON.stringify({ hook: c.hook ?? null, rules: c.rules });
+}
+
+/**
+ * The nft script taking the kernel from `prev` to `next` with element-level changes, or the reason
+ * why that is not possible. The script fails as a whole (nothing changes) if the kernel does not hold
+ * `prev` (e.g. an element to delete is absent), so the caller can fall back to a full replace.
+ */
+export function incrementalScript(prev: RulesetPlan, next: RulesetPlan, options: { table?: string } = {}): IncrementalDiff {
+  const t = tableName(options);
+  if (prev.nflogGroup !== next.nflogGroup) return { incremental: false, reason: 'NFLOG group changed' };
+  const prevChains = new Map(prev.chains.map((c) => [c.name, c]));
+  const nextChains = new Map(next.chains.map((c) => [c.name, c]));
+  for (const c of next.chains) {
+    const p = prevChains.get(c.name);
+    if (p && chainSig(p) !== chainSig(c)) return { incremental: false, reason: `chain ${c.name} changed` };
+    if (!p && c.hook) return { incremental: false, reason: `base chain ${c.name} added` };
+  }
+  for (const c of prev.chains) if (c.hook && !nextChains.has(c.name)) return { incremental: false, reason: `base chain ${c.name} removed` };
+  const prevSets = new Map(prev.sets.map((s) => [s.name, s]));
+  const nextSets = new Map(next.sets.map((s) => [s.name, s]));
+  for (const s of next.sets) {
+    const p = prevSets.get(s.name);
+    if (p && p.family !== s.family) return { incremental: false, reason: `set ${s.name} changed family` };
+  }
+  const prevMaps = new Map(prev.maps.map((m) => [m.name, m]));
+  for (const m of next.maps) {
+    const p = prevMaps.get(m.name);
+    if (!p || p.family !== m.family) return { incremental: false, reason: `map ${m.name} added or changed` };
+  }
+  for (const m of prev.maps) if (!next.maps.some((x) => x.name === m.name)) return { incremental: false, reason: `map ${m.name} removed` };
+
+  const changes: IncrementalChanges = { setsAdded: [], setsRemoved: [], chainsAdded: [], chainsRemoved: [], elementsAdded: 0, elementsRemoved: 0, mapElementsAdded: 0, mapElementsRemoved: 0 };
+  const head: string[] = []; // new sets and chains (before anything refers to them)
+  const dels: string[] = []; // element deletions (before additions: interval sets must not overlap)
+  const adds: string[] = [];
+  const tail: string[] = []; // chains and sets no longer used (after the map elements leave them)
+
+  for (const s of next.sets) {
+    const p = prevSets.get(s.name);
+    if (!p) {
+      changes.setsAdded.push(s.name);
+      head.push(`add set inet ${t} ${assertName(s.name, 'set name')} { type ${s.family === 4 ? 'ipv4_addr' : 'ipv6_addr'}; flags interval; }`);
+      if (s.elements.length) {
+        adds.push(elementCommand('add', t, s, s.elements));
+        changes.elementsAdded += s.elements.length;
+      }
+      continue;
+    }
+    const before = new Set(p.elements.map((e) => setKey(e.value, e.owner)));
+    const after = new Set(s.elements.map((e) => setKey(e.value, e.owner)));
+    const gone = p.elements.filter((e) => !after.has(setKey(e.value, e.owner)));
+    const come = s.elements.filter((e) => !before.has(setKey(e.value, e.owner)));
+    if (gone.length) dels.push(elementCommand('delete', t, s, gone));
+    if (come.length) adds.push(elementCommand('add', t, s, come));
+    changes.elementsRemoved += gone.length;
+    changes.elementsAdded += come.length;
+  }
+  for (const c of next.chains) {
+    if (prevChains.has(c.name)) continue;
+    changes.chainsAdded.push(c.name);
+    head.push(`add chain inet ${t} ${assertName(c.name, 'chain name')}`);
+    for (const r of c.rules) head.push(`add rule inet ${t} ${c.name} ${renderRule(r, next.nflogGroup)}`);
+  }
+  for (const m of next.maps) {
+    const p = prevMaps.get(m.name)!;
+    const key = (e: VerdictMap['elements'][number]) => `${e.key}\u0000${e.chain}\u0000${e.owner}`;
+    const before = new Set(p.elements.map(key));
+    const after = new Set(m.elements.map(key));
+    const gone = p.elements.filter((e) => !after.has(key(e)));
+    const come = m.elements.filter((e) => !before.has(key(e)));
+    // Deleting a map element names the key only.
+    if (gone.length) dels.push(`delete element inet ${t} ${assertName(m.name, 'map name')} { ${gone.map((e) => elementText(e.key).text).join(', ')} }`);
+    if (come.length) adds.push(`add element inet ${t} ${assertName(m.name, 'map name')} { ${come.map(mapElementText).join(', ')} }`);
+    changes.mapElementsRemoved += gone.length;
+    changes.mapElementsAdded += come.length;
+  }
+  for (const c of prev.chains) {
+    if (nextChains.has(c.name)) continue;
+    changes.chainsRemoved.push(c.name);
+    tail.push(`flush chain inet ${t} ${assertName(c.name, 'chain name')}`, `delete chain inet ${t} ${c.name}`);
+  }
+  for (const s of prev.sets) {
+    if (nextSets.has(s.name)) continue;
+    changes.setsRemoved.push(s.name);
+    tail.push(`delete set inet ${t} ${assertName(s.name, 'set name')}`);
+  }
+  const lines = [...head, ...dels, ...adds, ...tail];
+  return { incremental: true, script: lines.length ? `${lines.join('\n')}\n` : '', changes, empty: lines.length === 0 };
+}
+
+function elementCommand(verb: 'add' | 'delete', table: string, s: AddressSet, elements: AddressSet['elements']): string {
+  // Deleting names the element only (comments are not part of the key).
+  const items = elements.map((e) => (verb === 'add' ? elemText(e.value, e.owner) : elementText(e.value).text));
+  return `${verb} element inet ${table} ${assertName(s.name, 'set name')} { ${items.join(', ')} }`;
+}

@@ -1,0 +1,96 @@
+import { test, after } from 'node:test';
+import assert from 'node:assert/strict';
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { applyIncremental, applyPlan, compilePlan, incrementalScript } from '../../../src/enforce/index.js';
+import { renderReplace } from '../../../src/enforce/backends/nft/render.js';
+import { threeTierPolicies, threeTierWorld } from '../../fixtures/enforce/three-tier.js';
+import type { World } from '../../../src/model/world.js';
+import { canUseNetns, createNetns, deleteNetns, inNetns } from './netns.js';
+
+const namespaces: string[] = [];
+const dirs: string[] = [];
+after(() => {
+  namespaces.forEach(deleteNetns);
+  dirs.forEach((d) => rmSync(d, { recursive: true, force: true }));
+});
+
+/** The three-tier world plus a second api-server (group backend) on the back network. */
+function withSecondApi(): World {
+  const w = threeTierWorld();
+  const api = w.endpoints[1];
+  w.endpoints.push({ ...api, id: 'shop/api-2', name: 'api-2', containerName: 'shop-api-2', attachments: [{ network: 'shop_backend', ipv4: '172.28.2.21' }] });
+  return w;
+}
+
+test('a container joining a group changes elements only: set and chain names stay', () => {
+  const p = threeTierPolicies();
+  const a = compilePlan(threeTierWorld(), p);
+  const b = compilePlan(withSecondApi(), p);
+  assert.deepEqual(b.sets.map((s) => s.name).sort(), a.sets.map((s) => s.name).sort());
+  assert.deepEqual(b.chains.map((c) => c.name), a.chains.map((c) => c.name));
+  const d = incrementalScript(a, b, { table: 'moat' });
+  assert.ok(d.incremental);
+  assert.doesNotMatch(d.script, /table|chain/);
+  // The new address: known, in both maps, and in the backend group's peer sets (mysql's and redis's ingress).
+  assert.match(d.script, /add element inet moat known4 \{ 172\.28\.2\.21 comment "ctr:shop\/api-2" \}/);
+  assert.match(d.script, /add element inet moat ingress4 \{ 172\.28\.2\.21 comment "ctr:shop\/api-2" : jump in_/);
+  assert.equal(d.changes.chainsAdded.length + d.changes.chainsRemoved.length, 0);
+  assert.ok(d.changes.elementsAdded >= 2, d.script);
+  // And back: deletions by element.
+  const back = incrementalScript(b, a, { table: 'moat' });
+  assert.ok(back.incremental);
+  assert.match(back.script, /delete element inet moat known4 \{ 172\.28\.2\.21 \}/);
+});
+
+test('a changed base chain or NFLOG group is not incremental', () => {
+  const p = threeTierPolicies();
+  const a = compilePlan(threeTierWorld(), p);
+  const b = compilePlan(threeTierWorld(), p, { nflogGroup: 7 });
+  const d = incrementalScript(a, b);
+  assert.equal(d.incremental, false);
+});
+
+test('incremental apply in a throw-away netns gives the same kernel ruleset as a full replace', { skip: !canUseNetns() && 'needs root and nft' }, async () => {
+  const ns1 = createNetns();
+  const ns2 = createNetns();
+  namespaces.push(ns1, ns2);
+  const stateDir = mkdtempSync(join(tmpdir(), 'moat-inc-'));
+  dirs.push(stateDir);
+  const opts = { netns: ns1, stateDir, table: 'moatinc' };
+  const p = threeTierPolicies();
+  const a = compilePlan(threeTierWorld(), p);
+  await applyPlan(a, opts);
+
+  // Add a container, then replace mysql by another container on the same address (address reuse).
+  const b = compilePlan(withSecondApi(), p);
+  const r1 = await applyIncremental(undefined, b, opts); // previous from the state directory
+  assert.equal(r1.mode, 'incremental', r1.reason);
+  const reused = withSecondApi();
+  reused.endpoints[2] = { ...reused.endpoints[2], id: 'shop/mysql-new', labels: { 'security.group': 'cache' }, composeService: 'redis' };
+  const c = compilePlan(reused, p);
+  const r2 = await applyIncremental(b, c, opts);
+  assert.equal(r2.mode, 'incremental', r2.reason);
+  assert.match(r2.script, /delete element inet moatinc known4 \{ 172\.28\.2\.30 \}/);
+  assert.match(r2.script, /add element inet moatinc known4 \{ 172\.28\.2\.30 comment "ctr:shop\/mysql-new" \}/);
+
+  const full = inNetns(ns2, 'nft', ['-f', '-'], renderReplace(c, { table: 'moatinc' }));
+  assert.equal(full.status, 0, full.stderr);
+  const norm = (t: string) => t.split('\n').map((l) => l.trim()).filter(Boolean).sort().join('\n');
+  const got = inNetns(ns1, 'nft', ['list', 'table', 'inet', 'moatinc']).stdout;
+  const want = inNetns(ns2, 'nft', ['list', 'table', 'inet', 'moatinc']).stdout;
+  assert.ok(got.includes('ctr:shop/mysql-new'));
+  assert.equal(norm(got), norm(want));
+
+  // The kernel does not hold the claimed previous plan (an element to delete is absent): the
+  // transaction fails as a whole and a full replace follows.
+  const ghost = withSecondApi();
+  ghost.endpoints.push({ ...ghost.endpoints[4], id: 'shop/ghost', attachments: [{ network: 'shop_backend', ipv4: '172.28.2.99' }] });
+  const r3 = await applyIncremental(compilePlan(ghost, p), a, opts);
+  assert.equal(r3.mode, 'full');
+  assert.match(r3.reason ?? '', /incremental transaction failed/);
+  const full2 = inNetns(ns2, 'nft', ['-f', '-'], renderReplace(a, { table: 'moatinc' }));
+  assert.equal(full2.status, 0, full2.stderr);
+  assert.equal(norm(inNetns(ns1, 'nft', ['list', 'table', 'inet', 'moatinc']).stdout), norm(inNetns(ns2, 'nft', ['list', 'table', 'inet', 'moatinc']).stdout));
+});
