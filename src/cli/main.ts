@@ -27,9 +27,9 @@ program.addCommand(rollbackCommand());
 program.addCommand(uninstallCommand());
 program.addCommand(verifyCommand());
 
-program.exitOverride((err) => {
-  // commander's own usage errors (unknown option, missing argument) exit 2 like other bad input.
-  process.exit(err.exitCode === 0 ? 0 : 2);
-});
+// commander's own usage errors (unknown option, bad choice, missing argument) exit 2 like other bad input.
+const usageExit = (err: { exitCode: number }) => process.exit(err.exitCode === 0 ? 0 : 2);
+program.exitOverride(usageExit);
+for (const cmd of program.commands) cmd.exitOverride(usageExit);
 
 await program.parseAsync(process.argv);
