@@ -168,3 +168,20 @@ test('validators: qualified names, port names, strict CIDRs', () => {
   assert.ok('error' in parseStrictCidr('fd00::1/64'));
   assert.ok('error' in parseStrictCidr('10.0.0.0/08'));
 });
+
+test('the documented example (test/fixtures/netpol/shop.yaml) loads with moat/v1 documents beside it', async () => {
+  const { readFileSync } = await import('node:fs');
+  const { loadPolicyFile } = await import('../../../src/policy/load.js');
+  const path = new URL('../../fixtures/netpol/shop.yaml', import.meta.url).pathname;
+  const text = readFileSync(path, 'utf8');
+  const direct = parseNetworkPolicies(text, path);
+  assert.deepEqual(direct.policies.map((p) => p.id), ['netpol:shop/default-deny', 'netpol:shop/web', 'netpol:shop/api']);
+  assert.deepEqual(direct.diagnostics.map((d) => d.code), ['netpol.skipped']);
+  const loaded = loadPolicyFile(path, text);
+  assert.deepEqual(loaded.diagnostics.filter((d) => d.severity === 'error'), []);
+  assert.deepEqual(loaded.policySet.policies.map((p) => p.id).filter((id) => id.startsWith('netpol:')).sort(), ['netpol:shop/api', 'netpol:shop/default-deny', 'netpol:shop/web']);
+  assert.deepEqual(loaded.policySet.namespaceLabels.shop, { env: 'prod' });
+  const api = direct.policies[2];
+  assert.deepEqual(api.egress[0].peers, [{ kind: 'cidr', cidr: '10.20.0.0/16', except: ['10.20.9.0/24'] }]);
+  assert.deepEqual(api.ingress[0].ports, [{ protocol: 'TCP', port: 8000, endPort: 8010 }]);
+});
