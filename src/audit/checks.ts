@@ -1,6 +1,8 @@
 // Service and project checks over ProjectFacts (Compose or live). Each finding points at the line
 // that causes it, or at the service when the problem is something missing.
 import { analyze } from '../analysis/reachability.js';
+import { ConnSet } from '../model/connset.js';
+import { readFileSync } from 'node:fs';
 import type { SourcePos } from '../model/diagnostics.js';
 import { checkById } from './catalogue.js';
 import type { NetworkFacts, PortFact, ProjectFacts, ServiceFacts } from './facts.js';
@@ -138,7 +140,7 @@ function checkServiceInner(ctx: CheckContext, s: ServiceFacts): void {
     add(ctx, 'no-new-privileges', 'no-new-privileges is not set', { service: s.name, pos: s.pos(['security_opt']) });
   }
   for (const [key, value] of Object.entries(s.environment)) {
-    if (isSecretName(key) && isLiteralSecretValue(value)) {
+    if (isSecretName(key) && isLiteralSecretValue(value) && !interpolatedAt(s.pos(['environment', key]), key)) {
       add(ctx, 'plaintext-secret', `${key} holds a literal secret in the environment`, { service: s.name, pos: s.pos(['environment', key]), data: { variable: key } });
     }
   }
@@ -148,6 +150,30 @@ function checkServiceInner(ctx: CheckContext, s: ServiceFacts): void {
     const tls = tlsConfigured(kind, s.commandText, env);
     if (tls === false) add(ctx, 'db-no-tls', `${kind} without TLS (nothing in command or environment enables it)`, { service: s.name, pos: s.pos(s.commandText ? ['command'] : []), data: { kind } });
   }
+}
+
+const lineCache = new Map<string, string[]>();
+
+/**
+ * Whether the value at `pos` was written with a variable (`KEY=${VAR}`): then the secret lives in the
+ * environment or .env (the documented Compose pattern), not in the Compose file, and is not reported.
+ */
+function interpolatedAt(pos: SourcePos | undefined, key: string): boolean {
+  if (!pos || pos.line <= 0) return false;
+  let lines = lineCache.get(pos.file);
+  if (!lines) {
+    try {
+      lines = readFileSync(pos.file, 'utf8').split(/\r?\n/);
+    } catch {
+      lines = [];
+    }
+    if (lineCache.size > 256) lineCache.clear();
+    lineCache.set(pos.file, lines);
+  }
+  const line = lines[pos.line - 1] ?? '';
+  const at = line.indexOf(key);
+  const value = at >= 0 ? line.slice(at + key.length) : line;
+  return /\$\{?[A-Za-z_]/.test(value);
 }
 
 function checkDataNetworks(ctx: CheckContext, p: ProjectFacts): void {
@@ -190,12 +216,22 @@ function checkReachability(ctx: CheckContext, p: ProjectFacts): void {
       add(ctx, 'db-reachable-from-entry', `reachable from the internet (${direct.toString()})`, { service: s.name, pos: s.pos([]), atService: true, data: { from: 'internet', connections: direct.toString() } });
       continue;
     }
+    const from: string[] = [];
+    let via = ConnSet.none;
     for (const e of entries) {
       if (e === idx) continue;
       const c = analysis.connections(e, idx);
       if (c.isEmpty) continue;
-      const from = analysis.nodes[e].endpoint?.name ?? analysis.nodes[e].id;
-      add(ctx, 'db-reachable-from-entry', `reachable from the public entry "${from}" (${c.toString()})`, { service: s.name, pos: s.pos([]), atService: true, data: { from, connections: c.toString() } });
+      from.push(analysis.nodes[e].endpoint?.name ?? analysis.nodes[e].id);
+      via = via.union(c);
+    }
+    if (from.length) {
+      add(ctx, 'db-reachable-from-entry', `reachable from the public entr${from.length === 1 ? 'y' : 'ies'} ${from.map((f) => `"${f}"`).join(', ')} (${via.toString()})`, {
+        service: s.name,
+        pos: s.pos([]),
+        atService: true,
+        data: { from: from.join(','), connections: via.toString() },
+      });
     }
   }
 }
@@ -218,6 +254,7 @@ function checkOverlay(ctx: CheckContext, n: NetworkFacts): void {
 
 export function runProjectChecks(p: ProjectFacts, source: Finding['source']): { findings: Finding[]; warnings: string[] } {
   const ctx: CheckContext = { source, findings: [], warnings: [] };
+  lineCache.clear();
   for (const s of p.services) checkService(ctx, s);
   checkDataNetworks(ctx, p);
   checkReachability(ctx, p);

@@ -109,21 +109,24 @@ export function kindOfImage(image: string | undefined): DataKind | undefined {
   return undefined;
 }
 
-/** Data-service kind from the image, else from well-known container ports the service declares. */
+/** Companion ports of data services (MySQL X protocol, Elasticsearch transport, ...). */
+const COMPANION_PORTS = new Set([33060, 9300, 27018, 27019, 6380, 7000, 7001]);
+
+/**
+ * Data-service kind from the image, else (a local build) from its container ports: only when every
+ * port it declares belongs to a data service, so a front end that happens to expose 3306 is not a database.
+ */
 export function dataKind(image: string | undefined, containerPorts: number[]): DataKind | undefined {
   const byImage = kindOfImage(image);
   if (byImage) return byImage;
-  if (image && !isLocalBuildName(image)) return undefined;
+  if (image !== undefined && image.trim() !== '') return undefined;
+  let found: DataKind | undefined;
   for (const p of containerPorts) {
     const k = PORT_KINDS.get(p);
-    if (k) return k;
+    if (k) found ??= k;
+    else if (!COMPANION_PORTS.has(p)) return undefined;
   }
-  return undefined;
-}
-
-/** Images we cannot classify by name: none at all (a `build:`), or a name that is not a known public image. */
-function isLocalBuildName(image: string): boolean {
-  return image.trim() === '';
+  return found;
 }
 
 /** Databases and caches (what the network and TLS checks are about). */
@@ -158,7 +161,7 @@ export function tlsConfigured(kind: DataKind, text: string, env: Record<string, 
 
 /** Environment variable names that hold secrets. */
 const SECRET_NAME = /(^|_)(PASSWORD|PASSWD|PASS|PWD|SECRET|SECRET_KEY|TOKEN|API_KEY|APIKEY|ACCESS_KEY|PRIVATE_KEY|AUTH_KEY|CREDENTIALS?)($|_)/i;
-const NOT_SECRET_NAME = /(_FILE|_PATH|_FILES|_DIR|_LENGTH|_LEN|_MIN|_MAX|_POLICY|_METHOD|_ALGORITHM|_HASH_ALGO|_TYPE|_ENABLED|_EXPIRY|_EXPIRE|_TTL|_URL_FILE)$/i;
+const NOT_SECRET_NAME = /(_FILE|_PATH|_FILES|_DIR|_LENGTH|_LEN|_MIN|_MAX|_POLICY|_METHOD|_ALGORITHM|_HASH_ALGO|_TYPE|_ENABLED|_EXPIRY|_EXPIRE|_TTL|_URL_FILE|_SCHEME|_SCHEMES|_ROTATION|_RESET|_REQUIRED|_CHANGE)$/i;
 const NOT_SECRET_VALUE = /^(true|false|yes|no|on|off|0|1|none|null|changeme|empty|random|\/run\/secrets\/.*|\$\{.*\}|\$[A-Za-z_][A-Za-z0-9_]*)$/i;
 
 export function isSecretName(name: string): boolean {
