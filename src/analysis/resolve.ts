@@ -367,11 +367,47 @@ export interface TopologyVerdict {
   reasons: string[];
 }
 
-function bridgeAttachments(rw: ResolvedWorld, i: number): { network: Network | undefined; name: string; ipv4?: string; ipv6?: string }[] {
-  const owner = rw.netnsOwner(i);
-  const e = rw.endpoints[owner];
-  if (e.networkMode.kind === 'host' || e.networkMode.kind === 'none') return [];
-  return e.attachments.map((a) => ({ network: rw.networks.get(a.network), name: a.network, ipv4: a.ipv4, ipv6: a.ipv6 }));
+interface BridgeAttachment {
+  network: Network | undefined;
+  name: string;
+  ipv4?: string;
+  ipv6?: string;
+}
+
+interface EndpointTopology {
+  attachments: BridgeAttachment[];
+  /** Has a network with a way out (not internal). */
+  wayOut: boolean;
+  /** Published ports reachable from outside the host. */
+  outsidePublished: PublishedPort[];
+}
+
+// Per-endpoint topology facts, computed once per resolved world (the matrix asks for them per pair).
+const topologyMemo = new WeakMap<ResolvedWorld, (EndpointTopology | undefined)[]>();
+
+function endpointTopology(rw: ResolvedWorld, i: number): EndpointTopology {
+  let memo = topologyMemo.get(rw);
+  if (!memo) {
+    memo = new Array(rw.endpoints.length);
+    topologyMemo.set(rw, memo);
+  }
+  let t = memo[i];
+  if (!t) {
+    const e = rw.endpoints[rw.netnsOwner(i)];
+    const attachments =
+      e.networkMode.kind === 'host' || e.networkMode.kind === 'none'
+        ? []
+        : e.attachments.map((a) => ({ network: rw.networks.get(a.network), name: a.network, ipv4: a.ipv4, ipv6: a.ipv6 }));
+    const wayOut = attachments.some((a) => !isInternal(a.network));
+    const outsidePublished = wayOut ? e.publishedPorts.filter((p) => isAllInterfaces(p.hostIp) || !isLoopback(p.hostIp)) : [];
+    t = { attachments, wayOut, outsidePublished };
+    memo[i] = t;
+  }
+  return t;
+}
+
+function bridgeAttachments(rw: ResolvedWorld, i: number): BridgeAttachment[] {
+  return endpointTopology(rw, i).attachments;
 }
 
 function isInternal(n: Network | undefined): boolean {
@@ -380,10 +416,7 @@ function isInternal(n: Network | undefined): boolean {
 
 /** Published ports reachable from outside the host (bound to a non-loopback address, on a network with a way out). */
 export function outsidePublished(rw: ResolvedWorld, i: number): PublishedPort[] {
-  const e = rw.endpoints[rw.netnsOwner(i)];
-  const atts = bridgeAttachments(rw, i);
-  if (!atts.some((a) => !isInternal(a.network))) return [];
-  return e.publishedPorts.filter((p) => isAllInterfaces(p.hostIp) || !isLoopback(p.hostIp));
+  return endpointTopology(rw, i).outsidePublished;
 }
 
 export type Node =
