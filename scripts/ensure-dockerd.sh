@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Makes sure a Docker engine answers on /var/run/docker.sock (idempotent, safe to run concurrently).
 #  1. installs the Debian packages moat's tests need when missing:
-#     docker.io iptables nftables iproute2 busybox-static iperf3
+#     docker.io iptables nftables ipset iproute2 busybox-static iperf3
 #  2. starts dockerd in the background (log: /var/log/moat-dockerd.log) when the socket does not answer;
 #  3. waits, bounded (MOAT_DOCKERD_WAIT seconds, default 60), until GET /_ping answers.
 # Exit status 0 when the engine answers, 1 otherwise. Needs root for steps 1 and 2.
@@ -10,7 +10,7 @@ set -u
 SOCK=/var/run/docker.sock
 LOG=/var/log/moat-dockerd.log
 WAIT=${MOAT_DOCKERD_WAIT:-60}
-PACKAGES=(docker.io iptables nftables iproute2 busybox-static iperf3)
+PACKAGES=(docker.io iptables nftables ipset iproute2 busybox-static iperf3)
 
 say() { echo "ensure-dockerd: $*" >&2; }
 
