@@ -464,8 +464,9 @@ function parseObject(ctx: Ctx, node: Node, path: Path, policies: Policy[], seen:
             ctx.error(ctx.pos(item), 'netpol.policy-types', `${formatPath(ip)}: unsupported value "${v}": supported values: "Ingress", "Egress"`, guess ? `write ${guess} (policy types are case-sensitive)` : 'write Ingress or Egress');
             continue;
           }
+          // The API server accepts a repeated type (only more than two entries are invalid): warn, as it is harmless.
           if (seenTypes.has(v)) {
-            ctx.error(ctx.pos(item), 'netpol.policy-types', `${formatPath(ip)}: duplicate value "${v}"`, `list ${v} only once`);
+            ctx.warn(ctx.pos(item), 'netpol.policy-types', `${formatPath(ip)}: "${v}" is listed twice`, `list ${v} only once`);
             continue;
           }
           seenTypes.add(v);

@@ -70,7 +70,6 @@ const cases: Case[] = [
 
   // policyTypes
   { name: 'policyTypes in lower case', yaml: pol('podSelector: {}\npolicyTypes: [ingress]'), at: '8:17', message: /^spec\.policyTypes\[0\]: unsupported value "ingress": supported values: "Ingress", "Egress"/, fix: /write Ingress/ },
-  { name: 'policyTypes with a duplicate', yaml: pol('podSelector: {}\npolicyTypes: [Ingress, Ingress]'), at: '8:26', message: /^spec\.policyTypes\[1\]: duplicate value "Ingress"/ },
   { name: 'more than two policyTypes', yaml: pol('podSelector: {}\npolicyTypes: [Ingress, Egress, Ingress]'), at: '8:16', message: /^spec\.policyTypes: may not specify more than two policyTypes/ },
 
   // peers and ipBlock

@@ -185,3 +185,13 @@ test('the documented example (test/fixtures/netpol/shop.yaml) loads with moat/v1
   assert.deepEqual(api.egress[0].peers, [{ kind: 'cidr', cidr: '10.20.0.0/16', except: ['10.20.9.0/24'] }]);
   assert.deepEqual(api.ingress[0].ports, [{ protocol: 'TCP', port: 8000, endPort: 8010 }]);
 });
+
+test('a repeated policyType is accepted with a warning, as the API server accepts it', () => {
+  const text = 'apiVersion: networking.k8s.io/v1\nkind: NetworkPolicy\nmetadata: {name: p, namespace: x}\nspec:\n  podSelector: {}\n  policyTypes: [Ingress, Ingress]\n';
+  const r = parseNetworkPolicies(text, 'dup.yaml');
+  assert.equal(r.policies.length, 1);
+  assert.deepEqual(r.policies[0].isolates, { ingress: true, egress: false });
+  const w = r.diagnostics.find((d) => d.code === 'netpol.policy-types');
+  assert.equal(w?.severity, 'warning');
+  assert.deepEqual([w?.pos?.line, w?.pos?.col], [6, 26]);
+});
