@@ -5,6 +5,7 @@ import { allowlistsFor, endpointAddresses, resolveWorld, rulePorts, type Directi
 import { ConnSet } from '../../model/connset.js';
 import { isAllInterfaces, isLoopback } from '../../model/address.js';
 import type { Peer, PolicySet, Rule } from '../../model/ir.js';
+import { UserError, type SourcePos } from '../../model/diagnostics.js';
 import { endpointDisplayName, type World } from '../../model/world.js';
 import { canonicalAddress, canonicalCidr } from '../validate.js';
 import type { Clause, DirectionPolicy, EnforcementInput, PeerAddresses, PublishedGuard, ResolvedNetwork } from './resolved.js';
@@ -88,9 +89,26 @@ export function enforcementInputFrom(rw: ResolvedWorld, options: InputOptions = 
     return out;
   };
 
+  /** Peers of a policy rule or allowlist: a value the kernel cannot take is the user's mistake. */
+  const checkedPeers = (peers: Peer[] | 'all', where: { pos?: SourcePos; context: string }): PeerAddresses => {
+    try {
+      return peerAddresses(peers);
+    } catch (e) {
+      throw new UserError({
+        severity: 'error',
+        code: 'enforce.invalid-peer',
+        message: `${where.context}: ${(e as Error).message}; nothing was applied`,
+        fix: 'write an IPv4 or IPv6 address or CIDR (e.g. 10.0.0.0/8, fd00::/64)',
+        pos: where.pos,
+        context: where.context,
+      });
+    }
+  };
+
   const hasNamedPort = (r: Rule): boolean => (r.ports ?? []).some((p) => 'name' in p);
 
   const clausesFor = (policyId: string, r: Rule, d: Direction, self: number): Clause[] => {
+    checkedPeers(r.peers, { pos: r.pos, context: `policy ${policyId}, ${d} rule${r.text ? ` ${r.text}` : ''}` });
     if (d === 'ingress') return [{ policyId, peer: peerAddresses(r.peers), conns: rulePorts(r, rw.endpoints[self]) }];
     if (!hasNamedPort(r)) return [{ policyId, peer: peerAddresses(r.peers), conns: rulePorts(r, undefined) }];
     // Egress with named ports: they resolve per destination endpoint; other peers see numeric ports only.
@@ -147,7 +165,7 @@ export function enforcementInputFrom(rw: ResolvedWorld, options: InputOptions = 
       if (port.hostPort === undefined || !(isAllInterfaces(port.hostIp) || !isLoopback(port.hostIp))) continue;
       for (const list of allowlistsFor(rw, i, port)) {
         if (published.some((g) => g.allowlistId === list.id && g.hostPort === port.hostPort && g.protocol === port.protocol)) continue;
-        published.push({ allowlistId: list.id, hostPort: port.hostPort, protocol: port.protocol, sources: peerAddresses(list.sources) });
+        published.push({ allowlistId: list.id, hostPort: port.hostPort, protocol: port.protocol, sources: checkedPeers(list.sources, { pos: list.pos, context: `published-port allowlist ${list.id}` }) });
       }
     }
     const ingress = dir('ingress');

@@ -218,7 +218,7 @@ for (const backend of BACKENDS) {
     const before = mine();
     // A peer CIDR that is not one.
     const bad = policySet(policy('t:db', { 'moat.test.role': 'db' }, { ingress: [allowFrom([{ kind: 'cidr', cidr: '10.0.0.0/33', except: [] }])] }));
-    await assert.rejects(apply(world, bad, o));
+    await assert.rejects(apply(world, bad, o), { name: 'UserError' });
     assert.deepEqual(mine(), before);
     // A ruleset the kernel refuses (a jump to a chain that does not exist).
     const broken: RulesetPlan = structuredClone(compilePlan(world, good, o));

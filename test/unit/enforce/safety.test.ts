@@ -97,3 +97,13 @@ test('apply, failing apply, rollback and uninstall in a throw-away netns', { ski
   await uninstall(opts);
   assert.equal(inNetns(ns, 'nft', ['list', 'ruleset']).stdout, before);
 });
+
+test('a policy value the kernel cannot take is a UserError with a fix, before anything is compiled', () => {
+  const policies = threeTierPolicies();
+  policies.policies[2].ingress = [{ action: 'allow', peers: [{ kind: 'cidr', cidr: '10.0.0.0/33', except: [] }], pos: { file: 'moat.yaml', line: 7, col: 9 } }];
+  assert.throws(
+    () => compilePlan(threeTierWorld(), policies),
+    (e: Error & { diagnostics?: { code: string; pos?: { line: number }; fix?: string }[] }) =>
+      e.name === 'UserError' && e.diagnostics?.[0].code === 'enforce.invalid-peer' && e.diagnostics[0].pos?.line === 7 && !!e.diagnostics[0].fix,
+  );
+});
