@@ -133,3 +133,12 @@ test('an unreachable engine is a clear error, exit 2', () => {
   assert.match(r.stderr, /fix: /);
   noStackTrace(r.stderr);
 });
+
+test('demo --offline analyses the example Compose file and says so', () => {
+  const r = moat(['demo', '--offline']);
+  assert.equal(r.code, 0, r.stderr);
+  assert.match(r.stderr, /analysing .*three-tier\/compose\.yaml statically/);
+  assert.match(r.stdout, /^three-tier\/api-server => three-tier\/mysql : All$/m);
+  assert.match(r.stdout, /^host => three-tier\/nginx : TCP 80,443$/m);
+  assert.doesNotMatch(r.stdout, /^internet => three-tier\/nginx/m, 'nginx is published on loopback only');
+});
