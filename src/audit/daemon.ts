@@ -44,7 +44,15 @@ export function parseDaemonJson(text: string, file: string): DaemonInput {
   try {
     value = JSON.parse(text);
   } catch (e) {
-    throw bad(file, `${file} is not valid JSON: ${(e as Error).message}`, { file, line: 1, col: 1 });
+    const msg = (e as Error).message;
+    const m = /position (\d+)/.exec(msg);
+    let pos: SourcePos = { file, line: 1, col: 1 };
+    if (m) {
+      const before = text.slice(0, Number(m[1]));
+      const lines = before.split('\n');
+      pos = { file, line: lines.length, col: lines[lines.length - 1].length + 1 };
+    }
+    throw bad(file, `${file} is not valid JSON: ${msg.replace(/ in JSON at position \d+.*$/, '')}`, pos);
   }
   if (typeof value !== 'object' || value === null || Array.isArray(value)) throw bad(file, `${file} must contain a JSON object`, { file, line: 1, col: 1 });
   const positions: Record<string, SourcePos> = {};

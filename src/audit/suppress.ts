@@ -8,14 +8,19 @@ import type { Finding, SuppressedFinding, Suppression } from './types.js';
 
 const INLINE = /#\s*moat-ignore\s+([A-Za-z0-9_*,-]+)(?:\s+(.*?))?\s*$/;
 
+interface InlineSuppression extends Suppression {
+  /** The comment is alone on its line (it applies to the next line), rather than after a value (its own line). */
+  standalone: boolean;
+}
+
 export interface InlineIndex {
   /** file -> line -> suppressions written on that line. */
-  byFile: Map<string, Map<number, Suppression[]>>;
+  byFile: Map<string, Map<number, InlineSuppression[]>>;
   warnings: string[];
 }
 
 /** Reads the `# moat-ignore` comments of a file (cached per index). */
-function inlineOf(index: InlineIndex, file: string): Map<number, Suppression[]> {
+function inlineOf(index: InlineIndex, file: string): Map<number, InlineSuppression[]> {
   let m = index.byFile.get(file);
   if (m) return m;
   m = new Map();
@@ -39,7 +44,7 @@ function inlineOf(index: InlineIndex, file: string): Map<number, Suppression[]> 
       }
       if (!reason) index.warnings.push(`${formatPos(pos)}: moat-ignore ${id} gives no reason`);
       const list = m!.get(i + 1) ?? [];
-      list.push({ checkId: id, reason, pos, origin: 'inline' });
+      list.push({ checkId: id, reason, pos, origin: 'inline', standalone: /^\s*#/.test(line) });
       m!.set(i + 1, list);
     }
   });
@@ -50,12 +55,21 @@ export function newInlineIndex(): InlineIndex {
   return { byFile: new Map(), warnings: [] };
 }
 
-/** Lines a suppression for this finding may be written on. */
-function candidateLines(f: Finding): number[] {
-  if (!f.pos || f.pos.line <= 0) return [];
+/**
+ * The inline suppression for a finding: a trailing comment on the finding's line, or a comment alone on
+ * the line above. A finding about a whole service points at its first attribute; there the service's
+ * name line (a trailing comment) and the line above it count.
+ */
+function inlineFor(lines: Map<number, InlineSuppression[]>, f: Finding): InlineSuppression | undefined {
+  if (!f.pos || f.pos.line <= 0) return undefined;
   const l = f.pos.line;
-  // A finding about something missing points at the service's first attribute; its name is the line above.
-  return f.atService ? [l, l - 1, l - 2] : [l, l - 1];
+  const wanted: [number, boolean][] = [[l, false], [l - 1, true]];
+  if (f.atService) wanted.push([l - 1, false], [l - 2, true]);
+  for (const [line, standalone] of wanted) {
+    const hit = lines.get(line)?.find((s) => s.standalone === standalone && (s.checkId === f.checkId || s.checkId === '*'));
+    if (hit) return hit;
+  }
+  return undefined;
 }
 
 export interface ConfigSuppressions {
@@ -149,16 +163,14 @@ export function applySuppressions(
   for (const f of findings) {
     let hit: Suppression | undefined;
     if (useInline && f.pos && f.pos.line > 0 && f.source !== 'live') {
-      const lines = inlineOf(index, f.pos.file);
-      for (const l of candidateLines(f)) {
-        hit = lines.get(l)?.find((s) => s.checkId === f.checkId || s.checkId === '*');
-        if (hit) break;
-      }
+      hit = inlineFor(inlineOf(index, f.pos.file), f);
     }
     hit ??= config.find((s) => (s.checkId === f.checkId || s.checkId === '*') && (s.service === undefined || s.service === f.service));
     if (hit) {
       used.add(hit);
-      suppressed.push({ finding: f, suppression: hit });
+      const { standalone: _s, ...suppression } = hit as InlineSuppression;
+      void _s;
+      suppressed.push({ finding: f, suppression });
     } else kept.push(f);
   }
   const warnings = [...index.warnings];
