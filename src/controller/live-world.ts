@@ -1,0 +1,160 @@
+// The World as the controller keeps it: loaded in full at start and on every resync, then updated
+// one container or network at a time from events (one inspect per changed object), so a burst of
+// events costs a handful of API calls, not a full reload.
+import type Docker from 'dockerode';
+import { cidrContains, parseCidr } from '../model/address.js';
+import { completeNamespaces, emptyWorld, type Endpoint, type Network, type World } from '../model/world.js';
+import { COMPOSE_PROJECT_LABEL, loadDockerWorld, mapContainer, mapNetwork } from '../sources/docker/index.js';
+
+const LIVE_STATES = ['running', 'created', 'restarting', 'paused'];
+
+function statusCode(err: unknown): number | undefined {
+  const s = (err as { statusCode?: unknown })?.statusCode;
+  return typeof s === 'number' ? s : undefined;
+}
+
+export interface LiveWorldOptions {
+  dockerHost?: string;
+  /** Only this Compose project's containers and networks (plus the networks they attach to). */
+  project?: string;
+}
+
+export interface ChangeSummary {
+  containers: string[];
+  networks: string[];
+}
+
+export class LiveWorld {
+  private origin = 'docker://';
+  private endpoints = new Map<string, Endpoint>();
+  private networks = new Map<string, Network>();
+  private hostAddresses: string[] = [];
+  private userlandProxy: boolean | undefined;
+  private imageCache = new Map<string, string[]>();
+  private warnings: string[] = [];
+  /** Since when each container has been enforced (first seen with an address). */
+  readonly firstSeen = new Map<string, string>();
+
+  constructor(
+    private readonly docker: Docker,
+    private readonly options: LiveWorldOptions = {},
+  ) {}
+
+  /** Reloads everything (start, resync, after a reconnect). */
+  async loadAll(): Promise<void> {
+    const w = await loadDockerWorld({ dockerHost: this.options.dockerHost, project: this.options.project });
+    this.origin = w.origin;
+    this.endpoints = new Map(w.endpoints.map((e) => [e.id, e]));
+    this.networks = new Map(w.networks.map((n) => [n.name, n]));
+    this.hostAddresses = w.host.addresses;
+    this.userlandProxy = w.host.userlandProxy;
+    this.warnings = w.warnings;
+    for (const id of [...this.firstSeen.keys()]) if (!this.endpoints.has(id)) this.firstSeen.delete(id);
+  }
+
+  private inProject(labels: Record<string, string> | undefined): boolean {
+    return !this.options.project || labels?.[COMPOSE_PROJECT_LABEL] === this.options.project;
+  }
+
+  private async imageExposed(imageId: string): Promise<string[]> {
+    const hit = this.imageCache.get(imageId);
+    if (hit) return hit;
+    let ports: string[] = [];
+    try {
+      const info = await this.docker.getImage(imageId).inspect();
+      ports = Object.keys(info.Config?.ExposedPorts ?? {});
+    } catch (err) {
+      if (statusCode(err) !== 404) throw err;
+    }
+    if (this.imageCache.size > 1000) this.imageCache.clear();
+    this.imageCache.set(imageId, ports);
+    return ports;
+  }
+
+  /** Re-reads one container (after an event). Returns false when it is gone or not ours. */
+  async refreshContainer(id: string): Promise<boolean> {
+    let info: Docker.ContainerInspectInfo;
+    try {
+      info = await this.docker.getContainer(id).inspect();
+    } catch (err) {
+      if (statusCode(err) === 404) {
+        this.removeContainer(id);
+        return false;
+      }
+      throw err;
+    }
+    if (!this.inProject(info.Config?.Labels ?? {}) || !LIVE_STATES.includes(info.State?.Status ?? '')) {
+      this.removeContainer(info.Id);
+      return false;
+    }
+    const resolve = (ref: string) => {
+      for (const e of this.endpoints.values()) if (e.id === ref || e.containerName === ref || (ref.length >= 12 && e.id.startsWith(ref))) return e.id;
+      return undefined;
+    };
+    const e = mapContainer(info, await this.imageExposed(info.Image), resolve, this.warnings);
+    this.endpoints.set(e.id, e);
+    // Networks it is attached to, gateways included (the default bridge has none in its IPAM config).
+    for (const [name, n] of Object.entries(info.NetworkSettings?.Networks ?? {})) {
+      if (!this.networks.has(name)) await this.refreshNetwork(name, true);
+      const net = this.networks.get(name);
+      const gw = (n as { Gateway?: string; IPv6Gateway?: string });
+      if (net) {
+        const set = new Set(net.gateways ?? []);
+        if (gw.Gateway) set.add(gw.Gateway);
+        if (gw.IPv6Gateway) set.add(gw.IPv6Gateway);
+        net.gateways = [...set].sort();
+      }
+    }
+    return true;
+  }
+
+  removeContainer(id: string): void {
+    for (const key of [...this.endpoints.keys()]) if (key === id) this.endpoints.delete(key);
+    this.firstSeen.delete(id);
+  }
+
+  /** Re-reads one network by name or id. `attached`: one of our containers uses it (keep it whatever its project). */
+  async refreshNetwork(nameOrId: string, attached = false): Promise<void> {
+    let info: Docker.NetworkInspectInfo;
+    try {
+      info = (await this.docker.getNetwork(nameOrId).inspect()) as Docker.NetworkInspectInfo;
+    } catch (err) {
+      if (statusCode(err) === 404) {
+        this.removeNetwork(nameOrId);
+        return;
+      }
+      throw err;
+    }
+    const used = attached || [...this.endpoints.values()].some((e) => e.attachments.some((a) => a.network === info.Name));
+    if (!this.inProject(info.Labels ?? {}) && !used) return;
+    const net = mapNetwork(info);
+    if (!net) return;
+    const prev = this.networks.get(net.name);
+    const gw = new Set([...(net.gateways ?? []), ...(prev?.gateways ?? [])]);
+    // Keep only gateways still inside the subnets (a network re-created under the same name).
+    net.gateways = [...gw].filter((g) => net.subnets.some((s) => { const c = parseCidr(s); return !!c && cidrContains(c, g); })).sort();
+    this.networks.set(net.name, net);
+  }
+
+  removeNetwork(nameOrId: string): void {
+    for (const [k, n] of this.networks) if (k === nameOrId || n.id === nameOrId) this.networks.delete(k);
+  }
+
+  /** The current World (a fresh object; endpoints and networks are shared, treat them as read-only). */
+  world(): World {
+    const w = emptyWorld(this.origin);
+    w.endpoints = [...this.endpoints.values()].sort((a, b) => a.namespace.localeCompare(b.namespace) || a.name.localeCompare(b.name) || a.id.localeCompare(b.id));
+    w.networks = [...this.networks.values()].sort((a, b) => a.name.localeCompare(b.name));
+    const hostAddrs = new Set(this.hostAddresses);
+    for (const n of w.networks) for (const g of n.gateways ?? []) hostAddrs.add(g);
+    w.host = { addresses: [...hostAddrs].sort(), userlandProxy: this.userlandProxy };
+    w.warnings = [...this.warnings];
+    const now = new Date().toISOString();
+    for (const e of w.endpoints) if (!this.firstSeen.has(e.id) && e.attachments.some((a) => a.ipv4 || a.ipv6)) this.firstSeen.set(e.id, now);
+    return completeNamespaces(w);
+  }
+
+  get size(): { endpoints: number; networks: number } {
+    return { endpoints: this.endpoints.size, networks: this.networks.size };
+  }
+}
