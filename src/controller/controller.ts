@@ -376,8 +376,11 @@ export class Controller {
     const sets = [this.filePolicy];
     if (this.options.labels !== false) {
       const labels = compileLabels(world);
-      this.labelErrors = labels.diagnostics.filter((d) => d.severity === 'error');
-      for (const d of this.labelErrors) this.log.warn({ error: formatDiagnostic(d), container: d.context }, 'invalid security label (that container fails closed)');
+      const errors = labels.diagnostics.filter((d) => d.severity === 'error');
+      const before = new Set(this.labelErrors.map(formatDiagnostic));
+      // Logged once per new error, not on every reconcile.
+      for (const d of errors) if (!before.has(formatDiagnostic(d))) this.log.warn({ error: formatDiagnostic(d), container: d.context }, 'invalid security label (that container fails closed)');
+      this.labelErrors = errors;
       sets.push(labels.policySet);
     }
     const policySet = mergePolicySets(sets);
@@ -441,7 +444,7 @@ export class Controller {
       this.store.recordApply({ at: this.appliedAt, reason: trigger, mode, ok: true, durationMs: ms, endpoints: world.endpoints.length, detail: detail?.slice(0, 2000) });
     }
     const names = (o.containers ?? []).map((id) => world.endpoints.find((e) => e.id === id)).filter((e) => !!e).map((e) => endpointDisplayName(e!));
-    this.log.info({ trigger, mode, ms: Math.round(ms * 10) / 10, endpoints: world.endpoints.length, containers: names.length ? names : undefined }, 'ruleset applied');
+    this.log[mode === 'unchanged' ? 'debug' : 'info']({ trigger, mode, ms: Math.round(ms * 10) / 10, endpoints: world.endpoints.length, containers: names.length ? names : undefined }, 'ruleset applied');
     for (const w of plan.warnings) this.log.warn({ warning: w }, 'enforcement warning');
     this.updateViolations(world, desired.policySet, plan);
   }
