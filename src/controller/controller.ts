@@ -499,17 +499,23 @@ export class Controller {
   private async doResync(reason: string): Promise<void> {
     await this.live.loadAll();
     let full = !this.applied;
+    let drifted = false;
     if (this.applied) {
       const d = await this.drift();
       if (d.drifted) {
         this.repairNote(d, reason);
         full = true;
+        drifted = true;
       }
     }
     // Events queued meanwhile are covered by the fresh read.
     const times = this.pending.eventTimes;
     this.pending = { containers: new Set(), removed: new Set(), networks: new Set(), eventTimes: [] };
     await this.reconcile(`resync ${reason}`, { full, eventTimes: times });
+    if (drifted) {
+      this.repaired();
+      await this.drift();
+    }
     this.synced = true;
   }
 
@@ -524,9 +530,13 @@ export class Controller {
     return d;
   }
 
-  private repairNote(d: DriftReport, reason: string): void {
+  private repaired(): void {
     this.driftRepairs++;
     this.metrics.driftRepairs.inc({ kind: 'ruleset' });
+    this.log.info({ repairs: this.driftRepairs }, 'drift repaired: the kernel holds the applied ruleset again');
+  }
+
+  private repairNote(d: DriftReport, reason: string): void {
     const msg = `kernel differs from the applied ruleset (${reason}): ${d.findings.slice(0, 10).join('; ')}`;
     this.log.warn({ findings: d.findings }, 'drift detected; restoring');
     this.store.recordEvent('drift', msg.slice(0, 4000));
@@ -541,6 +551,7 @@ export class Controller {
         this.repairNote(d, reason);
         const t0 = Date.now();
         await applyPlan(this.applied, this.options.enforce);
+        this.repaired();
         this.store.recordApply({ at: new Date().toISOString(), reason: `drift repair (${reason})`, mode: 'full', ok: true, durationMs: Date.now() - t0, endpoints: this.lastWorld?.endpoints.length ?? 0 });
         this.lastDrift = { ...(await this.drift()), diff: undefined, at: new Date().toISOString() };
       }

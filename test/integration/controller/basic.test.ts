@@ -1,0 +1,88 @@
+// The controller against a real dockerd: enforcement follows containers, `nft flush table` behind its
+// back is restored within one drift check, an invalid policy edit keeps the previous policy (logs,
+// metrics, status), and a restart with the broken file still enforces the last good policy.
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { NftBackend } from '../../../src/enforce/backends/nft/backend.js';
+import { run } from '../../../src/enforce/exec.js';
+import { requireDocker, runContainer } from '../../helpers/docker.js';
+import { createProjectNetwork, dbPolicy, get, labelsFor, log, makeHarness, reachable, startController, status, stopController, waitExit, waitFor, writePolicy } from './harness.js';
+
+test('controller: follows containers, repairs a flushed table, keeps the last good policy', { timeout: 240_000 }, async (t) => {
+  const docker = await requireDocker(t);
+  if (!docker) return;
+  const h = makeHarness('moatctl', ['--drift-interval', '1s', '--resync-interval', '30s']);
+  writePolicy(h, dbPolicy(h.project));
+  const net = await createProjectNetwork(docker, h.project);
+  const db = await runContainer(docker, { name: `${h.project}-db`, networks: [net.name], tcpPorts: [80], labels: labelsFor(h.project, 'db', 'db') });
+  const api = await runContainer(docker, { name: `${h.project}-api`, networks: [net.name], labels: labelsFor(h.project, 'api', 'api') });
+  const intruder = await runContainer(docker, { name: `${h.project}-intruder`, networks: [net.name], labels: labelsFor(h.project, 'intruder', 'other') });
+  const dbTarget = `${db.ipv4[net.name]}:80`;
+
+  // Without moat the intruder gets in (so the assertions below can fail).
+  assert.ok((await reachable(intruder.pid, [dbTarget])).has(dbTarget), 'intruder reaches db before moat runs');
+
+  startController(h, ['--policy', h.policyFile]);
+  const s0 = await waitFor('controller ready', async () => { const s = await status(h); return s?.ready ? s : undefined; }, 60_000, 200);
+  assert.equal(s0.policy.valid, true);
+  assert.equal(s0.endpoints.filter((e: { enforced: boolean }) => e.enforced).length, 3, JSON.stringify(s0.endpoints));
+  assert.equal((await reachable(intruder.pid, [dbTarget])).has(dbTarget), false, 'intruder is blocked');
+  assert.equal((await reachable(api.pid, [dbTarget])).has(dbTarget), true, 'api gets through');
+
+  // A new container appears: enforced within a second, its allowed traffic flows.
+  const db2 = await runContainer(docker, { name: `${h.project}-db2`, networks: [net.name], tcpPorts: [80], labels: labelsFor(h.project, 'db2', 'db') });
+  const db2Target = `${db2.ipv4[net.name]}:80`;
+  await waitFor('api reaches the new db', async () => (await reachable(api.pid, [db2Target], 300)).has(db2Target), 10_000, 50);
+  assert.equal((await reachable(intruder.pid, [db2Target])).has(db2Target), false);
+
+  // Someone flushes moat's table: restored within one drift check.
+  const nft = new NftBackend({ table: h.table });
+  const r = await run('nft', ['flush', 'table', 'inet', h.table]);
+  assert.equal(r.code, 0, r.stderr);
+  const flushedAt = Date.now();
+  await waitFor('drift repaired', async () => { const s = await status(h); return s?.drift?.repairs >= 1 && s.drift.lastCheck?.drifted === false; }, 10_000, 100);
+  const repairMs = Date.now() - flushedAt;
+  t.diagnostic(`flush repaired after ${repairMs} ms`);
+  assert.ok((await nft.readBack()).chains.forward.length > 0, 'forward chain has its rules again');
+  assert.equal((await reachable(intruder.pid, [dbTarget])).has(dbTarget), false, 'intruder blocked again');
+  const metrics = (await get(h, '/metrics'))!.body;
+  assert.match(metrics, /moat_drift_repairs_total\{kind="ruleset"\} [1-9]/);
+  // The table deleted outright: also restored.
+  assert.equal((await run('nft', ['delete', 'table', 'inet', h.table])).code, 0);
+  await waitFor('table back', () => nft.exists(), 10_000, 100);
+
+  // Invalid policy edit: rejected, previous policy stays.
+  writePolicy(h, `${dbPolicy(h.project)}    bogus: [\n`);
+  const bad = await waitFor('policy marked invalid', async () => { const s = await status(h); return s && s.policy.valid === false ? s : undefined; }, 10_000, 100);
+  assert.ok(bad.policy.errors.length >= 1);
+  assert.match(bad.policy.errors.join('\n'), /p\.yaml:\d+:\d+/);
+  assert.match((await get(h, '/metrics'))!.body, /moat_policy_valid 0/);
+  assert.match(JSON.parse((await get(h, '/healthz'))!.body).detail.policy.errors.join('\n'), /p\.yaml/);
+  assert.match(log(h), /policy reload rejected: the previous policy stays in force/);
+  assert.equal((await reachable(intruder.pid, [dbTarget])).has(dbTarget), false, 'still blocked with the broken file');
+  assert.equal((await reachable(api.pid, [dbTarget])).has(dbTarget), true, 'still allowed with the broken file');
+
+  // Restart with the broken file on disk: the last good policy comes from the state database.
+  stopController(h, 'SIGTERM');
+  await waitExit(h);
+  startController(h, ['--policy', h.policyFile]);
+  const s2 = await waitFor('ready after restart', async () => { const s = await status(h); return s?.ready ? s : undefined; }, 60_000, 200);
+  assert.equal(s2.policy.valid, false);
+  assert.equal((await reachable(intruder.pid, [dbTarget])).has(dbTarget), false, 'blocked after restart with a broken file');
+  if (!(await reachable(api.pid, [dbTarget])).has(dbTarget)) {
+    t.diagnostic(JSON.stringify(s2, null, 1).slice(0, 6000));
+    t.diagnostic((await run('nft', ['list', 'table', 'inet', h.table])).stdout);
+    t.diagnostic(log(h).slice(-5000));
+    assert.fail('api blocked after restart');
+  }
+
+  // A valid edit (SIGHUP too): accepted; now nothing may reach db.
+  writePolicy(h, dbPolicy(h.project).replace('      - from: [api]\n        ports: [80]\n', '      - from: [api]\n        ports: [81]\n'));
+  process.kill(h.child!.pid!, 'SIGHUP');
+  await waitFor('policy valid again', async () => (await status(h))?.policy?.valid === true, 10_000, 100);
+  await waitFor('api now blocked', async () => !(await reachable(api.pid, [dbTarget])).has(dbTarget), 10_000, 100);
+  stopController(h, 'SIGTERM');
+  await waitExit(h);
+  // The rules stay in the kernel after the controller is gone.
+  assert.equal(await nft.exists(), true);
+});
