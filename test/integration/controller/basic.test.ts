@@ -40,7 +40,7 @@ test('controller: follows containers, repairs a flushed table, keeps the last go
   const r = await run('nft', ['flush', 'table', 'inet', h.table]);
   assert.equal(r.code, 0, r.stderr);
   const flushedAt = Date.now();
-  await waitFor('drift repaired', async () => { const s = await status(h); return s?.drift?.repairs >= 1 && s.drift.lastCheck?.drifted === false; }, 10_000, 100);
+  await waitFor('drift repaired', async () => { const s = await status(h); return s && s.drift?.repairs >= 1 && s.drift.lastCheck?.drifted === false; }, 10_000, 100);
   const repairMs = Date.now() - flushedAt;
   t.diagnostic(`flush repaired after ${repairMs} ms`);
   assert.ok((await nft.readBack()).chains.forward.length > 0, 'forward chain has its rules again');

@@ -144,7 +144,7 @@ export function probeLoop(pid: number, targets: string[], durationMs: number, ti
 
 /** One quick round of probes: which targets answer. */
 export async function reachable(pid: number, targets: string[], timeoutMs = 400): Promise<Set<string>> {
-  const r = await probeLoop(pid, targets, 1, timeoutMs).done;
+  const r = await probeLoop(pid, targets, 0, timeoutMs).done;
   return new Set(r.successes.map((s) => s.target));
 }
 
