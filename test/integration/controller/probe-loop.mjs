@@ -53,7 +53,7 @@ process.on('SIGTERM', () => {
 });
 
 // A few workers in parallel so that each target is tried often.
-const workers = 8;
+const workers = Math.min(32, targets.length);
 const chunks = Array.from({ length: workers }, (_, w) => targets.filter((_, i) => i % workers === w)).filter((c) => c.length);
 await Promise.all(chunks.map(worker));
 process.stdout.write(`${JSON.stringify({ tries, successes })}\n`);
