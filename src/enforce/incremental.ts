@@ -30,8 +30,27 @@ function elemText(value: string, owner: string): string {
   return `${elementText(value).text} comment "${safeComment(owner)}"`;
 }
 
+/** Fast path: most sets are unchanged and in the same order. */
+function sameElements(a: AddressSet['elements'], b: AddressSet['elements']): boolean {
+  if (a.length !== b.length) return false;
+  for (let i = 0; i < a.length; i++) if (a[i].value !== b[i].value || a[i].owner !== b[i].owner) return false;
+  return true;
+}
+
+function sameMapElements(a: VerdictMap['elements'], b: VerdictMap['elements']): boolean {
+  if (a.length !== b.length) return false;
+  for (let i = 0; i < a.length; i++) if (a[i].key !== b[i].key || a[i].chain !== b[i].chain || a[i].owner !== b[i].owner) return false;
+  return true;
+}
+
+const chainSigs = new WeakMap<PlanChain, string>();
 function chainSig(c: PlanChain): string {
-  return JSON.stringify({ hook: c.hook ?? null, rules: c.rules });
+  let sig = chainSigs.get(c);
+  if (sig === undefined) {
+    sig = JSON.stringify({ hook: c.hook ?? null, rules: c.rules });
+    chainSigs.set(c, sig);
+  }
+  return sig;
 }
 
 /**
@@ -46,7 +65,9 @@ export function incrementalScript(prev: RulesetPlan, next: RulesetPlan, options:
   const nextChains = new Map(next.chains.map((c) => [c.name, c]));
   for (const c of next.chains) {
     const p = prevChains.get(c.name);
-    if (p && chainSig(p) !== chainSig(c)) return { incremental: false, reason: `chain ${c.name} changed` };
+    // Per-identity chains are named by a hash of their rules: the same name is the same rules.
+    // Base chains keep their names: compare their rules.
+    if (p && (c.hook || p.hook) && chainSig(p) !== chainSig(c)) return { incremental: false, reason: `chain ${c.name} changed` };
     if (!p && c.hook) return { incremental: false, reason: `base chain ${c.name} added` };
   }
   for (const c of prev.chains) if (c.hook && !nextChains.has(c.name)) return { incremental: false, reason: `base chain ${c.name} removed` };
@@ -80,6 +101,7 @@ export function incrementalScript(prev: RulesetPlan, next: RulesetPlan, options:
       }
       continue;
     }
+    if (sameElements(p.elements, s.elements)) continue;
     const before = new Set(p.elements.map((e) => setKey(e.value, e.owner)));
     const after = new Set(s.elements.map((e) => setKey(e.value, e.owner)));
     const gone = p.elements.filter((e) => !after.has(setKey(e.value, e.owner)));
@@ -97,6 +119,7 @@ export function incrementalScript(prev: RulesetPlan, next: RulesetPlan, options:
   }
   for (const m of next.maps) {
     const p = prevMaps.get(m.name)!;
+    if (sameMapElements(p.elements, m.elements)) continue;
     const key = (e: VerdictMap['elements'][number]) => `${e.key}\u0000${e.chain}\u0000${e.owner}`;
     const before = new Set(p.elements.map(key));
     const after = new Set(m.elements.map(key));

@@ -33,8 +33,25 @@ export function safeLogPrefix(text: string): string {
   return safeComment(text, 63).replace(/ /g, '_');
 }
 
+// Parsing is the hot path of compile and render (every element, every endpoint): results are memoised
+// (bounded; cleared when full). Only successful parses are kept; errors are thrown each time.
+const MEMO_MAX = 500_000;
+const addrMemo = new Map<string, { text: string; family: Family }>();
+const cidrMemo = new Map<string, { text: string; family: Family; prefix: number }>();
+function remember<V>(m: Map<string, V>, k: string, v: V): V {
+  if (m.size >= MEMO_MAX) m.clear();
+  m.set(k, v);
+  return v;
+}
+
 /** Parses an address and prints it canonically; throws on anything else. */
 export function canonicalAddress(text: string): { text: string; family: Family } {
+  const hit = addrMemo.get(text);
+  if (hit) return hit;
+  return remember(addrMemo, text, parseAddress(text));
+}
+
+function parseAddress(text: string): { text: string; family: Family } {
   const t = text.trim();
   if (!ipaddr.isValid(t)) throw new Error(`invalid address: ${JSON.stringify(text)}`);
   const a = ipaddr.parse(t);
@@ -49,9 +66,11 @@ export function canonicalAddress(text: string): { text: string; family: Family }
 
 /** Parses a CIDR (or a bare address: a host) and prints it canonically; throws when invalid. */
 export function canonicalCidr(text: string): { text: string; family: Family; prefix: number } {
+  const hit = cidrMemo.get(text);
+  if (hit) return hit;
   const c = parseCidr(text.trim());
   if (!c) throw new Error(`invalid address range: ${JSON.stringify(text)}`);
-  return { text: c.text, family: c.family, prefix: c.prefix };
+  return remember(cidrMemo, text, { text: c.text, family: c.family, prefix: c.prefix });
 }
 
 /** A set element: a host address without `/32` (`/128`), else the CIDR. */

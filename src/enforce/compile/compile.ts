@@ -3,7 +3,7 @@
 // reach their chain through verdict maps, so the per-packet cost stays flat as endpoints grow.
 import { createHash } from 'node:crypto';
 import { ConnSet, MAX_PORT, MIN_PORT } from '../../model/connset.js';
-import { parseCidr, cidrWithin, type Cidr, type Family } from '../../model/address.js';
+import { parseCidr, type Family } from '../../model/address.js';
 import type { AddressSet, L4, Match, PlanChain, PlanRule, RulesetPlan, SetElement, VerdictMap } from '../plan-model.js';
 import { assertNflogGroup, elementText, safeComment, safeLogPrefix } from '../validate.js';
 import type { Clause, DirectionPolicy, EnforcementInput, PeerAddresses, PublishedGuard } from './resolved.js';
@@ -30,26 +30,60 @@ function hash(text: string, n = 10): string {
   return createHash('sha256').update(text).digest('hex').slice(0, n);
 }
 
-/** Drops CIDRs contained in another one and duplicates, so interval sets never overlap. */
-export function disjointElements(values: string[]): string[] {
-  const parsed: Cidr[] = [];
-  const seen = new Set<string>();
-  for (const v of values) {
-    const c = parseCidr(v);
-    if (!c || seen.has(c.text)) continue;
-    seen.add(c.text);
-    parsed.push(c);
+interface Range {
+  family: Family;
+  start: bigint;
+  end: bigint;
+  text: string;
+}
+const rangeMemo = new Map<string, Range | null>();
+
+/** A CIDR (or address) as an inclusive numeric range; memoised, since the same values come back often. */
+function rangeOf(v: string): Range | null {
+  let r = rangeMemo.get(v);
+  if (r !== undefined) return r;
+  const c = parseCidr(v);
+  if (!c) r = null;
+  else {
+    let n = 0n;
+    for (const byte of c.addr.toByteArray()) n = (n << 8n) | BigInt(byte);
+    const bits = c.family === 4 ? 32 : 128;
+    const size = 1n << BigInt(bits - c.prefix);
+    const start = (n / size) * size;
+    r = { family: c.family, start, end: start + size - 1n, text: elementText(c.text).text };
   }
-  parsed.sort((a, b) => a.prefix - b.prefix);
-  const kept: Cidr[] = [];
-  for (const c of parsed) if (!kept.some((k) => cidrWithin(c, k))) kept.push(c);
-  return kept.map((c) => elementText(c.text).text);
+  if (rangeMemo.size > 500_000) rangeMemo.clear();
+  rangeMemo.set(v, r);
+  return r;
+}
+
+/**
+ * Drops CIDRs contained in another one and duplicates, so interval sets never overlap. CIDRs are
+ * nested or disjoint, so one sweep over the ranges sorted by start (widest first) is enough. The
+ * output is in address order (deterministic).
+ */
+export function disjointElements(values: string[]): string[] {
+  const ranges: Range[] = [];
+  for (const v of values) {
+    const r = rangeOf(v);
+    if (r) ranges.push(r);
+  }
+  ranges.sort((a, b) => a.family - b.family || (a.start < b.start ? -1 : a.start > b.start ? 1 : a.end > b.end ? -1 : a.end < b.end ? 1 : 0));
+  const kept: Range[] = [];
+  for (const r of ranges) {
+    const last = kept[kept.length - 1];
+    if (last && last.family === r.family && r.start >= last.start && r.end <= last.end) continue;
+    kept.push(r);
+  }
+  return kept.map((r) => r.text);
 }
 
 class Builder {
   readonly sets = new Map<string, AddressSet>();
   readonly chains = new Map<string, PlanChain>();
   readonly logPrefixes: RulesetPlan['logPrefixes'] = {};
+  private readonly byKey = new Map<string, string>();
+  private readonly byValues = new WeakMap<string[], Map<string, string>>();
   constructor(
     readonly ownerOfAddress: Map<string, string>,
     readonly group: number,
@@ -61,8 +95,18 @@ class Builder {
    * from the content.
    */
   addressSet(values: string[], family: Family, purpose: string, fallbackOwner: string, key?: string): string {
+    // The same peer comes back for every endpoint a policy selects: answer from the memo first.
+    const memoKey = key !== undefined ? `${family}|${purpose}|${key}` : undefined;
+    const hit = memoKey !== undefined ? this.byKey.get(memoKey) : this.byValues.get(values)?.get(`${family}|${purpose}`);
+    if (hit) return hit;
     const elems = disjointElements(values.filter((v) => (v.includes(':') ? 6 : 4) === family));
     const name = `p${hash(key !== undefined ? `key|${family}|${purpose}|${key}` : `${family}|${elems.join(',')}`)}_${family}`;
+    if (memoKey !== undefined) this.byKey.set(memoKey, name);
+    else {
+      const m = this.byValues.get(values) ?? new Map<string, string>();
+      m.set(`${family}|${purpose}`, name);
+      this.byValues.set(values, m);
+    }
     if (!this.sets.has(name)) {
       const elements: SetElement[] = elems.map((value) => ({ value, owner: this.ownerOfAddress.get(value) ?? fallbackOwner }));
       this.sets.set(name, { name, family, elements, purpose });
@@ -93,9 +137,10 @@ function peerAlternatives(b: Builder, peer: PeerAddresses, dir: 'src' | 'dst', o
   }
   for (const ce of peer.cidrsExcept) {
     const f: Family = ce.cidr.includes(':') ? 6 : 4;
-    const alt: Match[] = [{ kind: 'set', dir, family: f, set: b.addressSet([ce.cidr], f, 'peer', owner) }];
+    const k = peer.key !== undefined ? `${peer.key}|${ce.cidr}` : undefined;
+    const alt: Match[] = [{ kind: 'set', dir, family: f, set: b.addressSet([ce.cidr], f, 'peer', owner, k && `${k}|cidr`) }];
     const ex = ce.except.filter((c) => (c.includes(':') ? 6 : 4) === f);
-    if (ex.length) alt.push({ kind: 'set', dir, family: f, set: b.addressSet(ex, f, 'peer except', owner), negate: true });
+    if (ex.length) alt.push({ kind: 'set', dir, family: f, set: b.addressSet(ex, f, 'peer except', owner, k && `${k}|except`), negate: true });
     out.push(alt);
   }
   return out;

@@ -1,0 +1,108 @@
+// Control-plane benchmark: compile + apply for 10,000 endpoints / 1,000 policies (target <= 250 ms),
+// and one container added, applied incrementally (target p99 <= 20 ms). The rulesets go into a
+// throw-away network namespace (the real kernel, not the host's ruleset). Needs root and nft.
+//   node --import tsx bench/enforce-control.ts [--endpoints 10000] [--policies 1000] [--iterations 50]
+import { spawnSync } from 'node:child_process';
+import { randomBytes } from 'node:crypto';
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { performance } from 'node:perf_hooks';
+import { applyPlan, compilePlan, incrementalScript, type RulesetPlan } from '../src/enforce/index.js';
+import { NftBackend } from '../src/enforce/backends/nft/backend.js';
+import { extraEndpoint, syntheticPolicies, syntheticWorld } from './enforce-world.js';
+
+function arg(name: string, def: number): number {
+  const i = process.argv.indexOf(`--${name}`);
+  return i > 0 ? Number(process.argv[i + 1]) : def;
+}
+const ENDPOINTS = arg('endpoints', 10_000);
+const POLICIES = arg('policies', 1_000);
+const ITER = Math.min(arg('iterations', 50), 500);
+
+const pct = (xs: number[], p: number) => {
+  const s = [...xs].sort((a, b) => a - b);
+  return +s[Math.min(s.length - 1, Math.ceil((p / 100) * s.length) - 1)].toFixed(1);
+};
+const median = (xs: number[]) => pct(xs, 50);
+
+const ns = `moatbc${randomBytes(3).toString('hex')}`;
+const stateDir = mkdtempSync(join(tmpdir(), 'moat-bench-'));
+if (spawnSync('ip', ['netns', 'add', ns]).status !== 0) throw new Error('ip netns add failed (root needed)');
+const cleanup = () => {
+  spawnSync('ip', ['netns', 'del', ns]);
+  rmSync(stateDir, { recursive: true, force: true });
+};
+for (const sig of ['SIGINT', 'SIGTERM'] as const) {
+  process.on(sig, () => {
+    cleanup();
+    process.exit(130);
+  });
+}
+
+try {
+  const world = syntheticWorld(ENDPOINTS);
+  const policies = syntheticPolicies(POLICIES, ENDPOINTS);
+  const opts = { netns: ns, stateDir, table: 'moatbench' };
+  const nft = new NftBackend(opts);
+
+  // Full compile + apply, three times (the first one warms the JIT; the kernel then holds a table).
+  const full: { compile: number; render: number; check: number; apply: number; total: number; applyPlan: number }[] = [];
+  let plan: RulesetPlan | undefined;
+  for (let r = 0; r < 3; r++) {
+    const t0 = performance.now();
+    plan = compilePlan(world, policies, opts);
+    const t1 = performance.now();
+    const script = nft.render(plan);
+    const t2 = performance.now();
+    await nft.check(script);
+    const t3 = performance.now();
+    await nft.applyIncrementalScript(script); // the whole-table replace without the separate check
+    const t4 = performance.now();
+    await applyPlan(plan, opts); // what `moat apply` does: render, check, apply, record
+    const t5 = performance.now();
+    full.push({ compile: t1 - t0, render: t2 - t1, check: t3 - t2, apply: t4 - t3, total: t1 - t0 + (t5 - t4), applyPlan: t5 - t4 });
+  }
+  const p = plan!;
+
+  // One container added at a time, applied incrementally.
+  const recompile: number[] = [];
+  const diff: number[] = [];
+  const kernel: number[] = [];
+  let prev = p;
+  for (let k = 0; k < ITER; k++) {
+    world.endpoints.push(extraEndpoint(k));
+    const t0 = performance.now();
+    const next = compilePlan(world, policies, opts);
+    const t1 = performance.now();
+    const d = incrementalScript(prev, next, { table: 'moatbench' });
+    const t2 = performance.now();
+    if (!d.incremental) throw new Error(`not incremental: ${d.reason}`);
+    await nft.applyIncrementalScript(d.script);
+    const t3 = performance.now();
+    recompile.push(t1 - t0);
+    diff.push(t2 - t1);
+    kernel.push(t3 - t2);
+    prev = next;
+  }
+  const last = incrementalScript(p, prev, { table: 'moatbench' });
+  const elements = p.sets.reduce((n, s) => n + s.elements.length, 0) + p.maps.reduce((n, m) => n + m.elements.length, 0);
+  const rules = p.chains.reduce((n, c) => n + c.rules.length, 0);
+  const pick = (k: keyof (typeof full)[number]) => median(full.map((f) => f[k]));
+  console.log(JSON.stringify({
+    endpoints: ENDPOINTS, policies: POLICIES,
+    ruleset: { chains: p.chains.length, rules, sets: p.sets.length, elements, scriptBytes: nft.render(p).length },
+    fullMs: { compile: pick('compile'), render: pick('render'), nftCheck: pick('check'), nftApply: pick('apply'), applyPlan: pick('applyPlan'), compileAndApplyPlan: pick('total'), compilePlusRenderPlusNft: +(pick('compile') + pick('render') + pick('apply')).toFixed(1) },
+    incremental: {
+      iterations: ITER,
+      diffPlusKernelMs: { p50: median(diff.map((d, i) => d + kernel[i])), p99: pct(diff.map((d, i) => d + kernel[i]), 99) },
+      kernelMs: { p50: median(kernel), p99: pct(kernel, 99) },
+      diffMs: { p50: median(diff), p99: pct(diff, 99) },
+      recompileMs: { p50: median(recompile), p99: pct(recompile, 99) },
+      lastScriptLines: last.incremental ? last.script.split('\n').length - 1 : -1,
+      sampleScript: last.incremental ? incrementalScript(p, compilePlan({ ...world, endpoints: [...world.endpoints.slice(0, ENDPOINTS), extraEndpoint(0)] }, policies, opts), { table: 'moatbench' }) : undefined,
+    },
+  }, (key, v) => (key === 'sampleScript' && v && typeof v === 'object' ? (v as { script?: string }).script : v), 1));
+} finally {
+  cleanup();
+}

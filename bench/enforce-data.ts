@@ -1,0 +1,191 @@
+// Data-plane benchmark: two real containers on one network, with 10,000 synthetic endpoints and
+// 1,000 policies loaded (plus the policy that lets the client reach the server). TCP throughput
+// (iperf3 from Debian, run inside the containers' network namespaces with nsenter) and new TCP
+// connections per second (bench/enforce-connload.ts, C) for: no rules, moat nft, moat iptables, the
+// naive one-rule-per-address iptables approach (10,000 rules in a chain jumped from DOCKER-USER, as
+// the seed's docker-security-groups.sh would grow), and no rules again. All in one run, side by side.
+// Traffic only between the two containers this script starts. Bounded: a few minutes; cleans up.
+//   node --import tsx bench/enforce-data.ts [--seconds 4] [--endpoints 10000] [--policies 1000]
+import { spawn, spawnSync } from 'node:child_process';
+import { randomBytes } from 'node:crypto';
+import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import Docker from 'dockerode';
+import { applyPlan, compilePlan, uninstall, type EnforceOptions } from '../src/enforce/index.js';
+import { loadDockerWorld } from '../src/sources/docker/index.js';
+import { BUSYBOX_IMAGE, ensureBusyboxImage } from '../src/demo/images.js';
+import type { Policy } from '../src/model/ir.js';
+import { connloadBinary } from './enforce-connload.js';
+import { syntheticPolicies, syntheticWorld } from './enforce-world.js';
+
+function arg(name: string, def: number): number {
+  const i = process.argv.indexOf(`--${name}`);
+  return i > 0 ? Number(process.argv[i + 1]) : def;
+}
+const SECONDS = Math.min(arg('seconds', 4), 15);
+const ENDPOINTS = arg('endpoints', 10_000);
+const POLICIES = arg('policies', 1_000);
+const NAIVE_RULES = Math.min(arg('naive-rules', 10_000), 20_000);
+const MAX_CONN = 60_000; // per connection-rate run, so conntrack (max 262,144 here) never fills
+
+const rnd = randomBytes(3).toString('hex');
+const letters = rnd.replace(/[0-9]/g, (d) => 'ghijklmnop'[Number(d)]);
+const project = `moatbench${rnd}`;
+const docker = new Docker({ socketPath: '/var/run/docker.sock' });
+const stateDir = mkdtempSync(join(tmpdir(), 'moat-bench-'));
+const naiveChain = `MNV${letters.toUpperCase()}`.slice(0, 9);
+const nftOpts: EnforceOptions = { backend: 'nft', stateDir, table: `moatb${rnd}` };
+const iptOpts: EnforceOptions = { backend: 'iptables', stateDir, chainPrefix: `MB${letters.toUpperCase()}`.slice(0, 8), setPrefix: `mb${letters}`.slice(0, 8) };
+
+const created: { containers: string[]; network?: string } = { containers: [] };
+async function cleanup(): Promise<void> {
+  spawnSync('iptables', ['-D', 'DOCKER-USER', '-j', naiveChain]);
+  spawnSync('iptables', ['-F', naiveChain]);
+  spawnSync('iptables', ['-X', naiveChain]);
+  await uninstall(nftOpts).catch(() => undefined);
+  await uninstall(iptOpts).catch(() => undefined);
+  for (const c of created.containers) await docker.getContainer(c).remove({ force: true }).catch(() => undefined);
+  if (created.network) await docker.getNetwork(created.network).remove().catch(() => undefined);
+  rmSync(stateDir, { recursive: true, force: true });
+}
+for (const sig of ['SIGINT', 'SIGTERM'] as const) process.on(sig, () => void cleanup().then(() => process.exit(130)));
+
+function conntrackCount(): number {
+  try {
+    return Number(readFileSync('/proc/sys/net/netfilter/nf_conntrack_count', 'utf8'));
+  } catch {
+    return 0;
+  }
+}
+
+async function drainConntrack(): Promise<void> {
+  for (let i = 0; i < 30 && conntrackCount() > 30_000; i++) await new Promise((r) => setTimeout(r, 500));
+}
+
+function nsenter(pid: number, argv: string[], timeoutMs: number) {
+  return spawnSync('nsenter', ['-t', String(pid), '-n', ...argv], { encoding: 'utf8', timeout: timeoutMs });
+}
+
+async function throughput(srvPid: number, cliPid: number, srvIp: string): Promise<number> {
+  const server = spawn('nsenter', ['-t', String(srvPid), '-n', 'iperf3', '-s', '-1', '-p', '5201'], { stdio: 'ignore' });
+  await new Promise((r) => setTimeout(r, 400));
+  const r = nsenter(cliPid, ['iperf3', '-c', srvIp, '-p', '5201', '-t', String(SECONDS), '-J'], (SECONDS + 20) * 1000);
+  if (server.exitCode === null && server.pid) process.kill(server.pid, 'SIGTERM');
+  try {
+    const j = JSON.parse(r.stdout) as { end: { sum_received: { bits_per_second: number } } };
+    return j.end.sum_received.bits_per_second / 1e9;
+  } catch {
+    throw new Error(`iperf3 failed: ${r.stderr || r.stdout.slice(0, 500)}`);
+  }
+}
+
+async function connRate(srvPid: number, cliPid: number, srvIp: string): Promise<number> {
+  const bin = connloadBinary();
+  await drainConntrack();
+  const server = spawn('nsenter', ['-t', String(srvPid), '-n', bin, 'server', '5301', String(SECONDS + 10)], { stdio: 'ignore' });
+  await new Promise((r) => setTimeout(r, 300));
+  const r = nsenter(cliPid, [bin, 'client', srvIp, '5301', String(SECONDS), String(MAX_CONN), '4'], (SECONDS + 20) * 1000);
+  if (server.exitCode === null && server.pid) process.kill(server.pid, 'SIGTERM');
+  const [n, s] = r.stdout.trim().split(/\s+/).map(Number);
+  if (!n || !s) throw new Error(`connload failed: ${r.stderr}`);
+  return n / s;
+}
+
+async function container(name: string, net: string, role: string): Promise<{ id: string; pid: number; ip: string }> {
+  const c = await docker.createContainer({
+    name, Image: BUSYBOX_IMAGE, Cmd: ['sleep', '900'], Labels: { 'com.docker.compose.project': project, 'com.docker.compose.service': role, 'moat.bench.role': role },
+    HostConfig: { NetworkMode: net },
+  });
+  created.containers.push(c.id);
+  await c.start();
+  const info = await c.inspect();
+  return { id: c.id, pid: info.State.Pid, ip: info.NetworkSettings.Networks[net].IPAddress };
+}
+
+function naiveRules(cliIp: string, srvIp: string): string {
+  // One rule per address pair, as a per-address security-group script grows: none of the synthetic
+  // ones match the benchmark's packets, so every packet walks all of them before the last one.
+  const lines = ['*filter', `:${naiveChain} - [0:0]`];
+  for (let i = 0; i < NAIVE_RULES; i++) {
+    const a = `100.${64 + ((i >> 16) & 1)}.${(i >> 8) & 255}.${i & 255}`;
+    lines.push(`-A ${naiveChain} -s ${a}/32 -d 100.66.0.${i % 250}/32 -p tcp -m tcp --dport 3306 -m comment --comment "sg-${i}" -j RETURN`);
+  }
+  lines.push(`-A ${naiveChain} -s ${cliIp}/32 -d ${srvIp}/32 -m comment --comment "bench-pair" -j RETURN`);
+  lines.push(`-I DOCKER-USER 1 -j ${naiveChain}`, 'COMMIT', '');
+  return lines.join('\n');
+}
+
+type Row = { config: string; gbps: number; cps: number; setupMs?: number };
+
+async function measure(config: string, srvPid: number, cliPid: number, srvIp: string, setupMs?: number): Promise<Row> {
+  const gbps = await throughput(srvPid, cliPid, srvIp);
+  const cps = await connRate(srvPid, cliPid, srvIp);
+  const row = { config, gbps: +gbps.toFixed(2), cps: Math.round(cps), setupMs };
+  process.stderr.write(`${JSON.stringify(row)}\n`);
+  return row;
+}
+
+try {
+  if (process.getuid?.() !== 0) throw new Error('needs root');
+  await ensureBusyboxImage(docker);
+  connloadBinary();
+  let net: Docker.Network | undefined;
+  for (let attempt = 0; attempt < 8 && !net; attempt++) {
+    const subnet = `10.${200 + Math.floor(Math.random() * 50)}.${Math.floor(Math.random() * 256)}.0/24`;
+    try {
+      net = await docker.createNetwork({ Name: `${project}_net`, Driver: 'bridge', IPAM: { Driver: 'default', Config: [{ Subnet: subnet }] }, Labels: { 'com.docker.compose.project': project } });
+    } catch (e) {
+      if (!/overlap/i.test(String(e))) throw e;
+    }
+  }
+  if (!net) throw new Error('no free subnet');
+  created.network = `${project}_net`;
+  const srv = await container(`${project}-srv`, `${project}_net`, 'srv');
+  const cli = await container(`${project}-cli`, `${project}_net`, 'cli');
+
+  // The world: the two real containers plus the synthetic host; the policies: synthetic plus the pair's.
+  const real = await loadDockerWorld({ project });
+  const syn = syntheticWorld(ENDPOINTS);
+  const world = { ...real, networks: [...real.networks, ...syn.networks], endpoints: [...real.endpoints, ...syn.endpoints] };
+  const policies = syntheticPolicies(POLICIES, ENDPOINTS);
+  const sel = (r: string) => ({ namespaces: { kind: 'all' as const }, labels: { matchLabels: { 'moat.bench.role': r } } });
+  const pair: Policy = {
+    id: 'bench:srv', name: 'bench/srv', kind: 'label', subject: sel('srv'), isolates: { ingress: true, egress: true },
+    ingress: [{ action: 'allow', peers: [{ kind: 'endpoints', selector: sel('cli') }], ports: [{ protocol: 'TCP', port: 5201 }, { protocol: 'TCP', port: 5301 }] }],
+    egress: [{ action: 'allow', peers: [{ kind: 'endpoints', selector: sel('cli') }] }],
+  };
+  const pairCli: Policy = { ...pair, id: 'bench:cli', name: 'bench/cli', subject: sel('cli'), isolates: { ingress: false, egress: true }, ingress: [], egress: [{ action: 'allow', peers: [{ kind: 'endpoints', selector: sel('srv') }], ports: [{ protocol: 'TCP', port: 5201 }, { protocol: 'TCP', port: 5301 }] }] };
+  policies.policies.push(pair, pairCli);
+
+  const rows: Row[] = [];
+  rows.push(await measure('no rules', srv.pid, cli.pid, srv.ip));
+
+  let t = Date.now();
+  const plan = compilePlan(world, policies, nftOpts);
+  await applyPlan(plan, nftOpts);
+  rows.push(await measure('moat nft', srv.pid, cli.pid, srv.ip, Date.now() - t));
+  await uninstall(nftOpts);
+
+  t = Date.now();
+  await applyPlan(plan, iptOpts);
+  rows.push(await measure('moat iptables (ipset)', srv.pid, cli.pid, srv.ip, Date.now() - t));
+  await uninstall(iptOpts);
+
+  t = Date.now();
+  const r = spawnSync('iptables-restore', ['--noflush'], { input: naiveRules(cli.ip, srv.ip), encoding: 'utf8', timeout: 120_000 });
+  if (r.status !== 0) throw new Error(`iptables-restore (naive): ${r.stderr}`);
+  rows.push(await measure(`naive: ${NAIVE_RULES} rules in DOCKER-USER`, srv.pid, cli.pid, srv.ip, Date.now() - t));
+  spawnSync('iptables', ['-D', 'DOCKER-USER', '-j', naiveChain]);
+  spawnSync('iptables', ['-F', naiveChain]);
+  spawnSync('iptables', ['-X', naiveChain]);
+
+  rows.push(await measure('no rules (again)', srv.pid, cli.pid, srv.ip));
+  const base = { gbps: (rows[0].gbps + rows[4].gbps) / 2, cps: (rows[0].cps + rows[4].cps) / 2 };
+  console.log(JSON.stringify({
+    endpoints: ENDPOINTS, policies: POLICIES + 2, seconds: SECONDS, ruleset: { chains: plan.chains.length, sets: plan.sets.length },
+    rows: rows.map((x) => ({ ...x, gbpsPct: Math.round((x.gbps / base.gbps) * 100), cpsPct: Math.round((x.cps / base.cps) * 100) })),
+  }, null, 1));
+} finally {
+  await cleanup();
+}
