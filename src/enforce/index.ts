@@ -25,6 +25,11 @@ export interface EnforceOptions extends CompileOptions, InputOptions {
   stateDir?: string;
   /** Run the backend inside a network namespace (tests). */
   netns?: string;
+  /**
+   * nft: check the script with `nft -c` before applying it (default true). The `nft -f` transaction
+   * is atomic on its own, so a controller may skip the check to halve the apply time.
+   */
+  check?: boolean;
 }
 
 export function backendFor(options: EnforceOptions): NftBackend | IptablesBackend {
@@ -81,7 +86,8 @@ export async function applyPlan(p: RulesetPlan, options: EnforceOptions = {}): P
   let script: string;
   if (b instanceof NftBackend) {
     script = b.render(p);
-    await b.applyScript(script);
+    if (options.check === false) await b.applyIncrementalScript(script);
+    else await b.applyScript(script);
   } else {
     const s = await b.apply(p);
     script = `${s.ipset}\n${s.v4}\n${s.v6 ?? ''}`;
