@@ -119,7 +119,7 @@ test('snapshot round trip gives the same matrix; diff exit codes', () => {
 });
 
 test('--help on every command; unknown option exits 2', () => {
-  for (const cmd of ['', 'matrix', 'explain', 'diff', 'validate', 'snapshot', 'demo', 'doctor', 'plan', 'apply', 'rollback', 'uninstall', 'verify']) {
+  for (const cmd of ['', 'matrix', 'explain', 'diff', 'validate', 'snapshot', 'demo', 'doctor', 'plan', 'apply', 'rollback', 'uninstall', 'verify', 'run', 'status', 'audit']) {
     const r = moat([...(cmd ? [cmd] : []), '--help']);
     assert.equal(r.code, 0, cmd);
     assert.match(r.stdout, /Usage: moat/);
