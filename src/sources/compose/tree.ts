@@ -12,9 +12,14 @@ export interface Obj {
 }
 export type Arr = Value[];
 
+/** Compose merge tags (Compose 2.24.4+): `!reset` removes the attribute, `!override` replaces it instead of merging. */
+export type MergeTag = 'reset' | 'override';
+
 interface PosInfo {
   self?: SourcePos;
   children: Map<string | number, SourcePos>;
+  /** Merge tags of the children that carried one in the YAML source. */
+  tags?: Map<string, MergeTag>;
 }
 
 const positions = new WeakMap<object, PosInfo>();
@@ -55,6 +60,17 @@ export function setChildPos(container: object, key: string | number, pos: Source
   if (pos) info(container).children.set(key, pos);
 }
 
+/** The Compose merge tag (`!reset`, `!override`) written on the value of `container[key]`, if any. */
+export function childTag(container: object, key: string): MergeTag | undefined {
+  return positions.get(container)?.tags?.get(key);
+}
+
+export function setChildTag(container: object, key: string, tag: MergeTag | undefined): void {
+  const i = info(container);
+  if (tag) (i.tags ??= new Map()).set(key, tag);
+  else i.tags?.delete(key);
+}
+
 /** Copies the position of `from[fromKey]` to `to[toKey]`. */
 export function copyChildPos(from: object, fromKey: string | number, to: object, toKey: string | number): void {
   const p = positions.get(from)?.children.get(fromKey) ?? childPos(from, fromKey);
@@ -92,7 +108,7 @@ export function clone<T extends Value>(v: T): T {
     const out: Obj = {};
     for (const [k, x] of Object.entries(v)) setKey(out, k, clone(x));
     const i = positions.get(v);
-    if (i) positions.set(out, { self: i.self, children: new Map(i.children) });
+    if (i) positions.set(out, { self: i.self, children: new Map(i.children), tags: i.tags && new Map(i.tags) });
     return out as T;
   }
   return v;
@@ -125,6 +141,32 @@ export function parseYamlTree(text: string, file: string): Value {
       })),
     );
   }
+  // Anchors collected once (document order); an alias refers to the closest anchor of its name before it.
+  const anchors = new Map<string, { at: number; node: YNode }[]>();
+  YAML.visit(doc, (_key, node) => {
+    const n = node as YNode;
+    if (!isAlias(n) && n.anchor) {
+      let list = anchors.get(n.anchor);
+      if (!list) anchors.set(n.anchor, (list = []));
+      list.push({ at: n.range?.[0] ?? 0, node: n });
+    }
+  });
+  const anchorFor = (name: string, at: number): YNode | undefined => {
+    const list = anchors.get(name);
+    if (!list) return undefined;
+    // Visit order is document order; binary search for the last anchor starting before `at`.
+    let lo = 0;
+    let hi = list.length - 1;
+    let found: YNode | undefined;
+    while (lo <= hi) {
+      const mid = (lo + hi) >> 1;
+      if (list[mid].at < at) {
+        found = list[mid].node;
+        lo = mid + 1;
+      } else hi = mid - 1;
+    }
+    return found;
+  };
   let budget = MAX_NODES;
   const convert = (node: YNode | null | undefined, depth: number): Value => {
     if (--budget < 0 || depth > 200) {
@@ -138,7 +180,7 @@ export function parseYamlTree(text: string, file: string): Value {
     }
     if (node == null) return null;
     if (isAlias(node)) {
-      const target = node.resolve(doc);
+      const target = anchorFor(node.source, node.range?.[0] ?? Number.MAX_SAFE_INTEGER);
       if (!target) {
         throw new UserError({
           severity: 'error',
@@ -151,7 +193,12 @@ export function parseYamlTree(text: string, file: string): Value {
       return convert(target as YNode, depth + 1);
     }
     if (isScalar(node)) {
-      const v = node.value;
+      let v = node.value;
+      // A merge tag leaves a plain scalar unresolved (a string): read it as the core schema would.
+      if ((node.tag === '!override' || node.tag === '!reset') && node.type === 'PLAIN' && typeof v === 'string') {
+        const typed: unknown = YAML.parse(v);
+        if (typed === null || typeof typed === 'number' || typeof typed === 'boolean') v = typed;
+      }
       if (v === null || v === undefined) return null;
       if (typeof v === 'string' || typeof v === 'number' || typeof v === 'boolean') return v;
       if (typeof v === 'bigint') return Number(v);
@@ -205,6 +252,8 @@ export function parseYamlTree(text: string, file: string): Value {
         const vnode = pair.value as YNode | null;
         setKey(out, key, convert(vnode, depth + 1));
         setChildPos(out, key, posAt(vnode?.range?.[0] ?? k.range?.[0]));
+        const tag = vnode?.tag === '!reset' ? 'reset' : vnode?.tag === '!override' ? 'override' : undefined;
+        if (tag) setChildTag(out, key, tag);
       }
       // YAML merge: explicit keys win; among the merged mappings the first one wins.
       for (const m of merges) {

@@ -204,23 +204,9 @@ describe('--fix', () => {
     assert.ok(!after.some((f) => f.checkId === 'cap-add-dangerous'), 'the capabilities added back are not dangerous ones');
   });
 
-  test('base + override: the re-bound ports are no longer on all interfaces', async (t) => {
-    // Compose appends ports from later files; only the `!override` tag (Compose 2.24.4+) replaces them.
-    // Run the check once the project's resolver applies the tag (probe on a two-line case).
-    const dir = mkdtempSync(join(tmpdir(), 'moat-override-'));
-    let supported = false;
-    try {
-      writeFileSync(join(dir, 'a.yaml'), 'services:\n  s:\n    image: x\n    ports: ["80:80"]\n');
-      writeFileSync(join(dir, 'b.yaml'), 'services:\n  s:\n    ports: !override ["127.0.0.1:80:80"]\n');
-      const p = await loadComposeProject({ files: [join(dir, 'a.yaml'), join(dir, 'b.yaml')], env: {} });
-      supported = p.services.s.ports.length === 1;
-    } finally {
-      rmSync(dir, { recursive: true, force: true });
-    }
-    if (!supported) {
-      t.skip('the Compose resolver (src/sources/compose) does not apply the !override tag yet');
-      return;
-    }
+  test('base + override: the re-bound ports are no longer on all interfaces', async () => {
+    // Compose appends ports from later files; only the `!override` tag (Compose 2.24.4+) replaces them,
+    // and the project's resolver applies it (test/unit/compose/tags.test.ts).
     const { after } = await fixRound();
     assert.deepEqual(after.filter((f) => f.service === 'web' && f.checkId.startsWith('port-')), []);
   });
