@@ -17,6 +17,17 @@ const PROBE_MS = 1500;
 /** An allowed container must get through within this time after `start` returned. */
 const ALLOWED_WITHIN_MS = 1200;
 
+/**
+ * The churning containers' command: from its very first instant (before any probe from outside could
+ * be started), PID 1 tries the db over and over (bounded: 400 tries, each with a 1 s timeout) and
+ * prints `try N` and, when the connection is made, `ok N`.
+ */
+function selfProbe(ip: string): string[] {
+  if (!/^\d+\.\d+\.\d+\.\d+$/.test(ip)) throw new Error(`bad address ${ip}`);
+  const script = 'trap "exit 0" TERM INT; i=0; while [ $i -lt 400 ]; do i=$((i+1)); echo "try $i"; if nc -w 1 "$1" 80 </dev/null >/dev/null 2>&1; then echo "ok $i"; fi; usleep 20000; done; while :; do sleep 3600 & wait $!; done';
+  return ['sh', '-c', script, 'moat-selfprobe', ip];
+}
+
 test(`controller: ${ROUNDS} rounds of container churn on one reused address, no forbidden connection`, { timeout: 180_000 }, async (t) => {
   const docker = await requireDocker(t);
   if (!docker) return;
@@ -35,12 +46,20 @@ test(`controller: ${ROUNDS} rounds of container churn on one reused address, no 
       networks: [net.name],
       ipv4: { [net.name]: reused },
       labels: group === 'A' ? labelsFor(h.project, 'api', 'api') : labelsFor(h.project, 'other', 'other'),
+      cmd: selfProbe(db.ipv4[net.name]),
     });
+  /** What the container's own probe (its PID 1, from its first instant) printed. */
+  const selfProbeResults = async (id: string) => {
+    const out = (await docker.getContainer(id).logs({ stdout: true, stderr: true, follow: false })) as unknown as Buffer;
+    const text = out.toString('latin1');
+    return { tries: (text.match(/try \d+/g) ?? []).length, ok: (text.match(/ok \d+/g) ?? []).length };
+  };
 
   // Without moat a B container gets in (so the assertions below can fail).
   const pre = await start('B');
   assert.equal(pre.ipv4[net.name], reused);
   assert.ok((await reachable(pre.pid, [dbTarget], 1000)).has(dbTarget), 'a group B container reaches the db before moat runs');
+  await waitFor('the self-probe works without moat', async () => (await selfProbeResults(pre.id)).ok > 0, 10_000, 200);
 
   startController(h, ['--policy', h.policyFile]);
   await waitFor('controller ready', async () => (await status(h))?.ready, 60_000, 200);
@@ -49,12 +68,21 @@ test(`controller: ${ROUNDS} rounds of container churn on one reused address, no 
   // The load: the intruder hammers the db for the whole churn.
   const load = probeLoop(intruder.pid, [dbTarget], 120_000, 200);
   let current = pre;
-  const rounds: { group: string; tries: number; firstMs?: number; forbidden: number }[] = [];
+  const rounds: { group: string; tries: number; firstMs?: number; forbidden: number; selfTries?: number; selfOk?: number }[] = [];
   const t0 = Date.now();
   for (let i = 0; i < ROUNDS; i++) {
     // Alternate A and B, starting with A (the first container, `pre`, is B): B follows A half of the
     // time, the case where the old rules could leak to the new owner of the address.
     const group: 'A' | 'B' = i % 2 === 0 ? 'A' : 'B';
+    if (i > 0) {
+      const self = await selfProbeResults(current.id);
+      const prev = rounds[rounds.length - 1];
+      prev.selfTries = self.tries;
+      prev.selfOk = self.ok;
+      assert.ok(self.tries >= 1, `round ${i - 1}: the container's own probe ran`);
+      if (prev.group === 'B') assert.equal(self.ok, 0, `round ${i - 1}: the forbidden container's own probe got through ${self.ok} times`);
+      else assert.ok(self.ok > 0, `round ${i - 1}: the allowed container's own probe never got through`);
+    }
     await removeContainer(docker, current.id);
     current = await start(group);
     const startedAt = Date.now();
@@ -69,6 +97,15 @@ test(`controller: ${ROUNDS} rounds of container churn on one reused address, no 
       assert.ok(first !== undefined, `round ${i}: the allowed container never got through in ${PROBE_MS} ms`);
       assert.ok(first - startedAt <= ALLOWED_WITHIN_MS, `round ${i}: the allowed container got through only after ${first - startedAt} ms`);
     }
+  }
+  {
+    const self = await selfProbeResults(current.id);
+    const prev = rounds[rounds.length - 1];
+    prev.selfTries = self.tries;
+    prev.selfOk = self.ok;
+    assert.ok(self.tries >= 1, 'last round: the container\'s own probe ran');
+    if (prev.group === 'B') assert.equal(self.ok, 0, `last round: the forbidden container's own probe got through ${self.ok} times`);
+    else assert.ok(self.ok > 0, 'last round: the allowed container\'s own probe never got through');
   }
   t.diagnostic(`${ROUNDS} rounds in ${Date.now() - t0} ms: ${JSON.stringify(rounds)}`);
 
