@@ -17,6 +17,7 @@ import {
   type Party,
   type Path,
   type ResolvedWorld,
+  viaUserlandProxy,
 } from './resolve.js';
 
 export interface RuleRef {
@@ -206,9 +207,16 @@ export function explain(analysis: Analysis, fromName: string, toName: string, po
       const lists = to.kind === 'endpoint' ? allowlistsFor(rw, rw.netnsOwner(to.index), m) : [];
       const party = partyOf(from, srcAddress);
       const listed = lists.some((l) => l.sources.some((s) => peerMatches(rw, s, party).matched));
+      const proxied = from.kind === 'endpoint' && viaUserlandProxy(rw);
       published.push(
         `${m.hostIp || '*'}:${m.hostPort ?? '?'}->${m.containerPort}/${m.protocol.toLowerCase()}` +
-          (lists.length ? (listed ? ' (source is on its allowlist)' : ' (source is not on its allowlist)') : ''),
+          (proxied
+            ? ' (through docker-proxy: egress is checked toward the host on the host port, and the destination sees the host)'
+            : lists.length
+              ? listed
+                ? ' (source is on its allowlist)'
+                : ' (source is not on its allowlist)'
+              : ''),
       );
     }
   }

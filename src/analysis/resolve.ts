@@ -450,10 +450,12 @@ export function topology(rw: ResolvedWorld, from: Node, to: Node): TopologyVerdi
     }
     if (paths.length === 0 && !reasons.length) reasons.push('no shared network');
     // Through the host's address and a published port (Docker DNATs it; the source needs a way out of its bridge).
+    // Through the host's address and a published port. With a direct path too: through docker-proxy the
+    // destination sees the host, which its policy may treat differently from the source itself.
     const published = outsidePublished(rw, b);
-    if (published.length && paths.length === 0) {
+    if (published.length) {
       if (aa.some((x) => !isInternal(x.network))) paths.push({ kind: 'published', ports: published });
-      else reasons.push(`${endpointDisplayName(ea)} is only on internal networks and cannot reach the host's published ports`);
+      else if (paths.length === 0) reasons.push(`${endpointDisplayName(ea)} is only on internal networks and cannot reach the host's published ports`);
     } else if (paths.length === 0 && eb.publishedPorts.length) {
       reasons.push(`${endpointDisplayName(eb)}'s published ports are bound to loopback or sit on internal networks`);
     }
@@ -514,6 +516,7 @@ export function connectionsAlong(rw: ResolvedWorld, from: Node, to: Node, path: 
   const dst = to.kind === 'endpoint' ? rw.netnsOwner(to.index) : -1;
   const fromN: Node = src >= 0 ? { kind: 'endpoint', index: src } : from;
   const toN: Node = dst >= 0 ? { kind: 'endpoint', index: dst } : to;
+  if (path.kind === 'published' && src >= 0 && dst >= 0 && viaUserlandProxy(rw)) return throughProxy(rw, src, dst, path.ports);
   const srcAddr = path.kind === 'network' ? path.sourceAddress : undefined;
   const destinationEndpoint = dst >= 0 ? rw.endpoints[dst] : undefined;
   const egress = src >= 0 ? sideAllows(rw, src, 'egress', partyOf(toN, path.kind === 'network' ? path.destinationAddress : undefined), destinationEndpoint) : ConnSet.all;
@@ -537,6 +540,29 @@ export function connectionsAlong(rw: ResolvedWorld, from: Node, to: Node, path: 
     total = total.union(allowed);
   }
   return egress.intersect(total);
+}
+
+/**
+ * Whether a container's connection to a published port goes through docker-proxy. With userland-proxy on
+ * (Docker's default, assumed when unknown), Docker returns traffic from its bridges before the DNAT, so the
+ * source connects to the host (its gateway) and docker-proxy connects from the host to the destination:
+ * the destination sees the host, never the real source (measured on Docker 20.10, docs/enforcement.md).
+ */
+export function viaUserlandProxy(rw: ResolvedWorld): boolean {
+  return rw.world.host.userlandProxy !== false;
+}
+
+/** Container -> published port through docker-proxy: egress to the host on the host port, ingress from the host. */
+function throughProxy(rw: ResolvedWorld, src: number, dst: number, ports: PublishedPort[]): ConnSet {
+  const egress = sideAllows(rw, src, 'egress', { kind: 'host' }, undefined);
+  if (egress.isEmpty) return egress;
+  const ingress = sideAllows(rw, dst, 'ingress', { kind: 'host' }, rw.endpoints[dst]);
+  let total = ConnSet.none;
+  for (const port of ports) {
+    const reachesHost = port.hostPort === undefined ? egress.rangesOf(port.protocol).length > 0 : egress.contains(port.protocol, port.hostPort);
+    if (reachesHost) total = total.union(ConnSet.ports(port.protocol, port.containerPort).intersect(ingress));
+  }
+  return total;
 }
 
 /** `set` minus what the endpoint's ingress deny rules take away (allowlists still lose to denies). */

@@ -41,3 +41,27 @@ test('topology: shared network, separate networks, internal, published ports', (
   const flat = analyze(w, emptyPolicySet(), { flat: true });
   assert.equal(flat.connections(flat.nodeIndex('shop/db')!, flat.nodeIndex('internet')!).toString(), 'All');
 });
+
+test('container to a published port: through docker-proxy the destination sees the host', async () => {
+  const { compileLabels } = await import('../../../src/policy/labels/index.js');
+  const build = (proxy: boolean | undefined, aLabels: Record<string, string>, bLabels: Record<string, string>) => {
+    const w = world(
+      [
+        ep('a', [['one', '10.1.0.2']], { labels: aLabels }),
+        ep('b', [['two', '10.2.0.2']], { labels: bLabels, publishedPorts: [{ hostIp: '', hostPort: 8080, containerPort: 80, protocol: 'TCP' }] }),
+      ],
+      [net('one'), net('two')],
+    );
+    w.host.userlandProxy = proxy;
+    const a = analyze(w, compileLabels(w).policySet);
+    return a.connections(a.nodeIndex('shop/a')!, a.nodeIndex('shop/b')!).toString();
+  };
+  // b admits only the host: through the proxy a gets in (as the host); with kernel DNAT a keeps its address.
+  assert.equal(build(undefined, {}, { 'security.allow.inbound': 'host:80' }), 'TCP 80');
+  assert.equal(build(true, {}, { 'security.allow.inbound': 'host:80' }), 'TCP 80');
+  assert.equal(build(false, {}, { 'security.allow.inbound': 'host:80' }), 'None');
+  // a may only talk to the host on 8080: the proxy path uses the host port; DNAT sends it to b (a container).
+  assert.equal(build(true, { 'security.allow.outbound': 'host:8080' }, {}), 'TCP 80');
+  assert.equal(build(false, { 'security.allow.outbound': 'host:8080' }, {}), 'None');
+  assert.equal(build(true, { 'security.allow.outbound': 'host:9999' }, {}), 'None');
+});
