@@ -90,16 +90,30 @@ export function resolveWorld(worldIn: World, policies: PolicySet): ResolvedWorld
   }
   const labels = endpoints.map((e, i) => effectiveLabels(e, groups[i]));
 
+  // Selectors are matched once each: memoized by object and by content (many rules repeat a selector),
+  // and a selector that names its namespaces only looks at those namespaces' endpoints.
+  const byNamespace = new Map<string, number[]>();
+  endpoints.forEach((e, i) => {
+    const list = byNamespace.get(e.namespace) ?? [];
+    list.push(i);
+    byNamespace.set(e.namespace, list);
+  });
   const memberMemo = new WeakMap<EndpointSelector, Uint8Array>();
+  const memberByKey = new Map<string, Uint8Array>();
   const members = (selector: EndpointSelector): Uint8Array => {
     let m = memberMemo.get(selector);
+    if (m) return m;
+    const key = JSON.stringify([selector.namespaces, selector.labels]);
+    m = memberByKey.get(key);
     if (!m) {
       m = new Uint8Array(endpoints.length);
-      for (let i = 0; i < endpoints.length; i++) {
+      const candidates = selector.namespaces.kind === 'names' ? selector.namespaces.names.flatMap((n) => byNamespace.get(n) ?? []) : endpoints.keys();
+      for (const i of candidates) {
         if (matchesEndpointSelector(selector, { namespace: endpoints[i].namespace, labels: labels[i] }, namespaceLabels)) m[i] = 1;
       }
-      memberMemo.set(selector, m);
+      memberByKey.set(key, m);
     }
+    memberMemo.set(selector, m);
     return m;
   };
 
