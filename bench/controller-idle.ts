@@ -1,5 +1,5 @@
 // Controller benchmark: CPU while idle, and memory.
-//   node --import tsx bench/controller-idle.ts [--containers 100] [--idle 60] [--settle 5]
+//   node --import tsx bench/controller-idle.ts [--containers 100] [--idle 60] [--settle 5] [--resync 60] [--drift 10]
 // Root, with a local dockerd. Starts N real containers (busybox, one Compose project of its own, a
 // /24 network), a real `moat run` for that project (its own nft table, state directory and unix
 // socket, the default timers: drift check every 10 s, resync every 60 s), waits until it is ready and
@@ -27,6 +27,9 @@ const arg = (name: string, def: number) => {
 const N = Math.min(arg('containers', 100), 250);
 const IDLE_S = Math.min(arg('idle', 60), 600);
 const SETTLE_S = Math.min(arg('settle', 5), 120);
+/** The controller's timers in seconds (0 disables one), to attribute the idle cost. */
+const RESYNC_S = Math.min(arg('resync', 60), 3600);
+const DRIFT_S = Math.min(arg('drift', 10), 3600);
 const REPO = join(dirname(fileURLToPath(import.meta.url)), '..');
 const CLI = join(REPO, 'test', 'integration', 'controller', 'moat-cli.ts');
 const CLK_TCK = 100; // Linux USER_HZ
@@ -105,7 +108,7 @@ groups:
   }
   console.log(`${N} containers started in ${((Date.now() - t0) / 1000).toFixed(1)} s`);
   const fd = openSync(join(dir, 'moat.log'), 'a');
-  child = spawn(process.execPath, ['--import', 'tsx', CLI, 'run', '--project', project, '--table', project, '--state-dir', join(dir, 'state'), '--listen', `unix://${sock}`, '--policy', policyFile], { cwd: REPO, stdio: ['ignore', fd, fd] });
+  child = spawn(process.execPath, ['--import', 'tsx', CLI, 'run', '--project', project, '--table', project, '--state-dir', join(dir, 'state'), '--listen', `unix://${sock}`, '--policy', policyFile, '--resync-interval', `${RESYNC_S}s`, '--drift-interval', `${DRIFT_S}s`], { cwd: REPO, stdio: ['ignore', fd, fd] });
   const pid = child.pid!;
   const deadline = Date.now() + 120_000;
   let st: Record<string, any> | undefined; // eslint-disable-line @typescript-eslint/no-explicit-any
@@ -127,6 +130,7 @@ groups:
   const mem = procMem(pid);
   const self = (b.self - a.self) / CLK_TCK;
   const kids = (b.children - a.children) / CLK_TCK;
+  console.log(`timers: resync ${RESYNC_S || 'off'}${RESYNC_S ? ' s' : ''}, drift ${DRIFT_S || 'off'}${DRIFT_S ? ' s' : ''}`);
   console.log(`idle ${secs.toFixed(1)} s: controller CPU ${self.toFixed(2)} s (${((100 * self) / secs).toFixed(2)} % of one core), its nft/iptables children ${kids.toFixed(2)} s (${((100 * kids) / secs).toFixed(2)} %)`);
   console.log(`RSS ${mem.rss.toFixed(0)} MB (peak ${mem.hwm.toFixed(0)} MB)`);
 } finally {
