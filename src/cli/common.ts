@@ -6,7 +6,7 @@ import { formatPos, UserError, type Diagnostic } from '../model/diagnostics.js';
 import type { PolicySet } from '../model/ir.js';
 import type { World } from '../model/world.js';
 import { loadPolicies } from '../policy/load.js';
-import { loadWorld, type LoadedWorld } from '../sources/index.js';
+import { loadWorld, type LoadedWorld, type WorldOptions } from '../sources/index.js';
 
 /** Exit codes (docs/cli.md). */
 export const EXIT = {
@@ -75,9 +75,9 @@ export interface Loaded {
   diagnostics: Diagnostic[];
 }
 
-/** Loads the world and the policies; throws a UserError if any policy has errors. */
-export async function loadInputs(opts: InputOptions, allowErrors = false): Promise<Loaded> {
-  const loaded = await loadWorld({
+/** The world-source part of the command-line options. */
+export function worldOptionsOf(opts: InputOptions): WorldOptions {
+  return {
     snapshot: opts.snapshot,
     composeFiles: opts.file,
     projectName: opts.projectName,
@@ -85,7 +85,12 @@ export async function loadInputs(opts: InputOptions, allowErrors = false): Promi
     profiles: opts.profile,
     envFiles: opts.envFile,
     dockerHost: opts.dockerHost,
-  });
+  };
+}
+
+/** Loads the world and the policies; throws a UserError if any policy has errors. */
+export async function loadInputs(opts: InputOptions, allowErrors = false): Promise<Loaded> {
+  const loaded = await loadWorld(worldOptionsOf(opts));
   const p = loadPolicies(opts.policy ?? [], loaded.world, loaded.labelPositions, opts.labels !== false);
   if (!allowErrors && p.diagnostics.some((d) => d.severity === 'error')) throw new UserError(p.diagnostics.filter((d) => d.severity === 'error'));
   return { loaded, world: loaded.world, policySet: p.policySet, diagnostics: p.diagnostics };

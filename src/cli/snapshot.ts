@@ -2,7 +2,7 @@ import { writeFileSync } from 'node:fs';
 import { Command } from 'commander';
 import { loadWorld } from '../sources/index.js';
 import { formatSnapshot } from '../sources/snapshot/index.js';
-import { action, out, withInputOptions, type InputOptions } from './common.js';
+import { action, out, withInputOptions, worldOptionsOf, type InputOptions } from './common.js';
 
 export function snapshotCommand(): Command {
   return withInputOptions(new Command('snapshot'))
@@ -11,15 +11,7 @@ export function snapshotCommand(): Command {
     .addHelpText('after', '\nExample: moat snapshot -o host.json && moat matrix --snapshot host.json --policy policies/')
     .action(
       action(async (opts: InputOptions & { output?: string }) => {
-        const { world } = await loadWorld({
-          snapshot: opts.snapshot,
-          composeFiles: opts.file,
-          projectName: opts.projectName,
-          projectDirectory: opts.projectDirectory,
-          profiles: opts.profile,
-          envFiles: opts.envFile,
-          dockerHost: opts.dockerHost,
-        });
+        const { world } = await loadWorld(worldOptionsOf(opts));
         const text = formatSnapshot(world);
         if (opts.output) {
           writeFileSync(opts.output, text);
