@@ -115,7 +115,7 @@ function creationOrder(endpoints: Endpoint[]): Endpoint[] {
 }
 
 /** TCP ports in LISTEN state in the netns of `pid` (/proc/PID/net/tcp{,6}). */
-function listeningPorts(pid: number): Set<number> {
+export function listeningTcpPorts(pid: number): Set<number> {
   const ports = new Set<number>();
   for (const f of ['tcp', 'tcp6']) {
     let text = '';
@@ -263,7 +263,7 @@ export async function bringUpWorld(world: World, opts: BringUpOptions = {}): Pro
       const pid = live.endpoints.find((e) => e.id === l.id)?.pid;
       if (!pid) continue;
       for (;;) {
-        const open = listeningPorts(pid);
+        const open = listeningTcpPorts(pid);
         if (open.size === 0 && !readableProc(pid)) break; // remote engine: nothing to check
         const missing = l.ports.filter((p) => !open.has(p));
         if (!missing.length) break;

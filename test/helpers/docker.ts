@@ -21,7 +21,7 @@ import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import Docker from 'dockerode';
 import { BUSYBOX_IMAGE, ensureBusyboxImage } from '../../src/demo/images.js';
-import { listenerCommand } from '../../src/demo/bringup.js';
+import { listenerCommand, listeningTcpPorts } from '../../src/demo/bringup.js';
 
 /** The listener command (busybox httpd on each TCP port, idle loop, exits on SIGTERM). */
 export { listenerCommand };
@@ -308,24 +308,8 @@ export async function containerPid(docker: Docker, idOrName: string): Promise<nu
   return info.State.Pid;
 }
 
-/** TCP ports in LISTEN state in the network namespace of process `pid` (from /proc/PID/net/tcp{,6}). */
-export function listeningTcpPorts(pid: number): Set<number> {
-  const ports = new Set<number>();
-  for (const f of ['tcp', 'tcp6']) {
-    let text = '';
-    try {
-      text = readFileSync(`/proc/${pid}/net/${f}`, 'utf8');
-    } catch {
-      continue;
-    }
-    for (const line of text.split('\n').slice(1)) {
-      const cols = line.trim().split(/\s+/);
-      if (cols.length < 4 || cols[3] !== '0A') continue; // 0A = LISTEN
-      ports.add(parseInt(cols[1].split(':')[1], 16));
-    }
-  }
-  return ports;
-}
+/** TCP ports in LISTEN state in the network namespace of process `pid` (the demo's reader). */
+export { listeningTcpPorts };
 
 /** Waits (at most `timeoutMs`) until every port listens in the netns of `pid`. */
 export async function waitListening(pid: number, ports: number[], timeoutMs = 10_000): Promise<void> {
