@@ -8,27 +8,20 @@
 // anchors, profiles), every check, the reachability analysis and suppressions. The port-exposure
 // findings of both are compared per file, service and port; every difference is classified.
 // Results and the explanation of the differences: bench/README.md, section "Audit".
-import { existsSync, readdirSync, readFileSync, statSync } from 'node:fs';
+import { existsSync, readFileSync } from 'node:fs';
 import { dirname, join, relative } from 'node:path';
 import { fileURLToPath, pathToFileURL } from 'node:url';
 import { runAudit, type Finding } from '../src/audit/index.js';
+import { CORPUS, composeFilesUnder } from '../test/helpers/corpus.js';
 
 const REPO = join(dirname(fileURLToPath(import.meta.url)), '..');
-const CORPUS = join(REPO, '..', 'shared', 'compose-corpus');
 const DCLINT = join(REPO, 'bench', '.tools', 'node_modules', 'dclint', 'dist', 'index.esm.js');
 
 const args = process.argv.slice(2);
 const rounds = Math.min(50, Math.max(1, Number(args[args.indexOf('--rounds') + 1]) || 5));
 const asJson = args.includes('--json');
 
-function walk(dir: string, out: string[] = []): string[] {
-  for (const name of readdirSync(dir).sort()) {
-    const p = join(dir, name);
-    if (statSync(p).isDirectory()) walk(p, out);
-    else if (/\.ya?ml$/.test(name)) out.push(p);
-  }
-  return out;
-}
+const walk = composeFilesUnder;
 
 interface DcMessage {
   rule: string;

@@ -2,23 +2,15 @@
 // files, as MANIFEST.md describes), with findings spot-checked against the files themselves.
 import { describe, test } from 'node:test';
 import assert from 'node:assert/strict';
-import { existsSync, readdirSync, readFileSync, statSync } from 'node:fs';
-import { dirname, join } from 'node:path';
-import { fileURLToPath } from 'node:url';
+import { readFileSync } from 'node:fs';
+import { join } from 'node:path';
 import { runAudit, type Finding } from '../../../src/audit/index.js';
 import { renderSarif } from '../../../src/audit/report.js';
+import { CORPUS, HAVE_CORPUS, composeFilesUnder } from '../../helpers/corpus.js';
 
-const CORPUS = join(dirname(fileURLToPath(import.meta.url)), '../../../../shared/compose-corpus');
-const have = existsSync(join(CORPUS, 'MANIFEST.md'));
+const have = HAVE_CORPUS;
 
-function walk(dir: string, out: string[] = []): string[] {
-  for (const name of readdirSync(dir).sort()) {
-    const p = join(dir, name);
-    if (statSync(p).isDirectory()) walk(p, out);
-    else if (/\.ya?ml$/.test(name)) out.push(p);
-  }
-  return out;
-}
+const walk = composeFilesUnder;
 
 const audit = async (files: string[], profiles: string[] = []) => (await runAudit({ composeFiles: files, env: {}, profiles })).result;
 const line = (file: string, n: number) => readFileSync(file, 'utf8').split('\n')[n - 1] ?? '';

@@ -2,23 +2,15 @@
 // read straight from the files (with the yaml package, not with the code under test).
 import { describe, test } from 'node:test';
 import assert from 'node:assert/strict';
-import { existsSync, readdirSync, readFileSync, statSync } from 'node:fs';
-import { dirname, join, relative } from 'node:path';
-import { fileURLToPath } from 'node:url';
+import { readFileSync } from 'node:fs';
+import { join, relative } from 'node:path';
 import YAML from 'yaml';
 import { composeToWorld, loadComposeProject } from '../../../src/sources/compose/index.js';
+import { CORPUS, HAVE_CORPUS, composeFilesUnder } from '../../helpers/corpus.js';
 
-const CORPUS = join(dirname(fileURLToPath(import.meta.url)), '../../../../shared/compose-corpus');
-const have = existsSync(join(CORPUS, 'MANIFEST.md'));
+const have = HAVE_CORPUS;
 
-function walk(dir: string, out: string[] = []): string[] {
-  for (const name of readdirSync(dir).sort()) {
-    const p = join(dir, name);
-    if (statSync(p).isDirectory()) walk(p, out);
-    else if (/\.ya?ml$/.test(name)) out.push(p);
-  }
-  return out;
-}
+const walk = composeFilesUnder;
 
 const raw = (file: string) => YAML.parse(readFileSync(file, 'utf8'), { merge: true, maxAliasCount: -1 });
 const dotenv = (file: string) =>
