@@ -15,6 +15,7 @@ import { mergePolicySets } from '../src/model/ir.js';
 import { compileLabels } from '../src/policy/labels/index.js';
 import type { Endpoint, World } from '../src/model/world.js';
 import { syntheticPolicies, syntheticWorld } from './enforce-world.js';
+import { inThrowawayNetns } from './in-netns.js';
 
 const arg = (name: string, def: number) => {
   const i = process.argv.indexOf(`--${name}`);
@@ -22,15 +23,16 @@ const arg = (name: string, def: number) => {
 };
 const N = arg('endpoints', 1000);
 const CHANGES = arg('changes', 200);
-const ns = `moatctlbench${process.pid}`;
-if (spawnSync('ip', ['netns', 'add', ns]).status !== 0) throw new Error('ip netns add failed (root needed)');
+// Inside a throw-away network namespace, so that the netlink writer (what the controller uses for
+// element changes) reaches the benchmark's table.
+inThrowawayNetns('moatctlb');
 const stateDir = mkdtempSync(join(tmpdir(), 'moat-ctlbench-'));
 const pct = (xs: number[], p: number) => [...xs].sort((a, b) => a - b)[Math.min(xs.length - 1, Math.floor((p / 100) * xs.length))];
 
 try {
   const base = syntheticWorld(N);
   const files = syntheticPolicies(Math.max(10, N / 10), N);
-  const opts = { netns: ns, stateDir, table: 'moatctlbench' };
+  const opts = { stateDir, table: 'moatctlbench' };
   const planOf = (w: World) => compilePlan(w, mergePolicySets([files, compileLabels(w).policySet]), opts);
   let plan = planOf(base);
   await applyPlan(plan, opts);
@@ -49,7 +51,7 @@ try {
     const t1 = performance.now();
     const r = await applyIncremental(plan, next, { ...opts, record: false });
     const t2 = performance.now();
-    modes.set(r.mode, (modes.get(r.mode) ?? 0) + 1);
+    modes.set(`${r.mode}${r.via ? `/${r.via}` : ""}`, (modes.get(`${r.mode}${r.via ? `/${r.via}` : ""}`) ?? 0) + 1);
     plan = next;
     compileMs.push(t1 - t0);
     applyMs.push(t2 - t1);
@@ -78,6 +80,5 @@ try {
   if (inspectMs.length) console.log(`container inspect (engine)   p50 ${f(pct(inspectMs, 50))} ms  p99 ${f(pct(inspectMs, 99))} ms`);
   console.log(`RSS ${rss.toFixed(0)} MB`);
 } finally {
-  spawnSync('ip', ['netns', 'del', ns]);
   rmSync(stateDir, { recursive: true, force: true });
 }

@@ -55,6 +55,17 @@ export interface ResolvedWorld {
   warnings: Diagnostic[];
 }
 
+/**
+ * An endpoint's labels without groups, memoised per endpoint object (endpoints are values: a changed
+ * container is a new object). The controller resolves the same endpoints on every event. Read-only.
+ */
+const baseLabelMemo = new WeakMap<Endpoint, Record<string, string>>();
+function baseLabelsOf(e: Endpoint): Record<string, string> {
+  let l = baseLabelMemo.get(e);
+  if (!l) baseLabelMemo.set(e, (l = effectiveLabels(e, [])));
+  return l;
+}
+
 export function resolveWorld(worldIn: World, policies: PolicySet): ResolvedWorld {
   const warnings: Diagnostic[] = [];
   // Namespace labels: the world's, then the policy files' `namespaces:`, then metadata.name.
@@ -75,7 +86,7 @@ export function resolveWorld(worldIn: World, policies: PolicySet): ResolvedWorld
   endpoints.forEach((e, i) => byId.set(e.id, i));
 
   // Groups: evaluated on labels without group labels (a group cannot be defined by another group).
-  const baseLabels = endpoints.map((e) => effectiveLabels(e, []));
+  const baseLabels = endpoints.map(baseLabelsOf);
   const groups: string[][] = endpoints.map(() => []);
   for (const g of policies.groups) {
     endpoints.forEach((e, i) => {
@@ -88,7 +99,7 @@ export function resolveWorld(worldIn: World, policies: PolicySet): ResolvedWorld
       }
     });
   }
-  const labels = endpoints.map((e, i) => effectiveLabels(e, groups[i]));
+  const labels = endpoints.map((e, i) => (groups[i].length ? effectiveLabels(e, groups[i]) : baseLabels[i]));
 
   // Selectors are matched once each: memoized by object and by content (many rules repeat a selector),
   // and a selector that names its namespaces only looks at those namespaces' endpoints.

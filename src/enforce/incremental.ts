@@ -8,6 +8,7 @@
 import type { AddressSet, PlanChain, RulesetPlan, VerdictMap } from './plan-model.js';
 import { mapElementText, renderRule, tableName } from './backends/nft/render.js';
 import { assertName, elementText, safeComment } from './validate.js';
+import type { ElementChange } from './backends/nft/netlink.js';
 
 export interface IncrementalChanges {
   setsAdded: string[];
@@ -21,7 +22,17 @@ export interface IncrementalChanges {
 }
 
 export type IncrementalDiff =
-  | { incremental: true; script: string; changes: IncrementalChanges; empty: boolean }
+  | {
+      incremental: true;
+      script: string;
+      changes: IncrementalChanges;
+      empty: boolean;
+      /**
+       * The same change as element operations only, in the script's order (deletions first), when
+       * no set or chain is added or removed: what the netlink writer can apply without `nft`.
+       */
+      elementOps?: ElementChange[];
+    }
   | { incremental: false; reason: string };
 
 const setKey = (v: string, owner: string) => `${elementText(v).text}\u0000${owner}`;
@@ -41,6 +52,27 @@ function sameMapElements(a: VerdictMap['elements'], b: VerdictMap['elements']): 
   if (a.length !== b.length) return false;
   for (let i = 0; i < a.length; i++) if (a[i].key !== b[i].key || a[i].chain !== b[i].chain || a[i].owner !== b[i].owner) return false;
   return true;
+}
+
+/**
+ * Elements of `a` not in `b` and of `b` not in `a`, by `key`. Plans list elements in a stable order,
+ * so one added or removed container leaves a long common prefix and suffix: only the middle is hashed.
+ */
+function changed<T>(a: T[], b: T[], same: (x: T, y: T) => boolean, key: (x: T) => string): { gone: T[]; come: T[] } {
+  let lo = 0;
+  while (lo < a.length && lo < b.length && same(a[lo], b[lo])) lo++;
+  let ha = a.length;
+  let hb = b.length;
+  while (ha > lo && hb > lo && same(a[ha - 1], b[hb - 1])) {
+    ha--;
+    hb--;
+  }
+  const ma = a.slice(lo, ha);
+  const mb = b.slice(lo, hb);
+  if (ma.length === 0 || mb.length === 0) return { gone: ma, come: mb };
+  const before = new Set(ma.map(key));
+  const after = new Set(mb.map(key));
+  return { gone: ma.filter((x) => !after.has(key(x))), come: mb.filter((x) => !before.has(key(x))) };
 }
 
 const chainSigs = new WeakMap<PlanChain, string>();
@@ -85,6 +117,8 @@ export function incrementalScript(prev: RulesetPlan, next: RulesetPlan, options:
   for (const m of prev.maps) if (!next.maps.some((x) => x.name === m.name)) return { incremental: false, reason: `map ${m.name} removed` };
 
   const changes: IncrementalChanges = { setsAdded: [], setsRemoved: [], chainsAdded: [], chainsRemoved: [], elementsAdded: 0, elementsRemoved: 0, mapElementsAdded: 0, mapElementsRemoved: 0 };
+  const ops: ElementChange[] = [];
+  const delOps: ElementChange[] = [];
   const head: string[] = []; // new sets and chains (before anything refers to them)
   const dels: string[] = []; // element deletions (before additions: interval sets must not overlap)
   const adds: string[] = [];
@@ -97,17 +131,21 @@ export function incrementalScript(prev: RulesetPlan, next: RulesetPlan, options:
       head.push(`add set inet ${t} ${assertName(s.name, 'set name')} { type ${s.family === 4 ? 'ipv4_addr' : 'ipv6_addr'}; flags interval; }`);
       if (s.elements.length) {
         adds.push(elementCommand('add', t, s, s.elements));
+        ops.push({ verb: 'add', kind: 'set', name: s.name, family: s.family, elements: s.elements.map((e) => ({ value: e.value, owner: e.owner })) });
         changes.elementsAdded += s.elements.length;
       }
       continue;
     }
     if (sameElements(p.elements, s.elements)) continue;
-    const before = new Set(p.elements.map((e) => setKey(e.value, e.owner)));
-    const after = new Set(s.elements.map((e) => setKey(e.value, e.owner)));
-    const gone = p.elements.filter((e) => !after.has(setKey(e.value, e.owner)));
-    const come = s.elements.filter((e) => !before.has(setKey(e.value, e.owner)));
-    if (gone.length) dels.push(elementCommand('delete', t, s, gone));
-    if (come.length) adds.push(elementCommand('add', t, s, come));
+    const { gone, come } = changed(p.elements, s.elements, (x, y) => x.value === y.value && x.owner === y.owner, (e) => setKey(e.value, e.owner));
+    if (gone.length) {
+      dels.push(elementCommand('delete', t, s, gone));
+      delOps.push({ verb: 'delete', kind: 'set', name: s.name, family: s.family, elements: gone.map((e) => ({ value: e.value })) });
+    }
+    if (come.length) {
+      adds.push(elementCommand('add', t, s, come));
+      ops.push({ verb: 'add', kind: 'set', name: s.name, family: s.family, elements: come.map((e) => ({ value: e.value, owner: e.owner })) });
+    }
     changes.elementsRemoved += gone.length;
     changes.elementsAdded += come.length;
   }
@@ -121,13 +159,16 @@ export function incrementalScript(prev: RulesetPlan, next: RulesetPlan, options:
     const p = prevMaps.get(m.name)!;
     if (sameMapElements(p.elements, m.elements)) continue;
     const key = (e: VerdictMap['elements'][number]) => `${e.key}\u0000${e.chain}\u0000${e.owner}`;
-    const before = new Set(p.elements.map(key));
-    const after = new Set(m.elements.map(key));
-    const gone = p.elements.filter((e) => !after.has(key(e)));
-    const come = m.elements.filter((e) => !before.has(key(e)));
+    const { gone, come } = changed(p.elements, m.elements, (x, y) => x.key === y.key && x.chain === y.chain && x.owner === y.owner, key);
     // Deleting a map element names the key only.
-    if (gone.length) dels.push(`delete element inet ${t} ${assertName(m.name, 'map name')} { ${gone.map((e) => elementText(e.key).text).join(', ')} }`);
-    if (come.length) adds.push(`add element inet ${t} ${assertName(m.name, 'map name')} { ${come.map(mapElementText).join(', ')} }`);
+    if (gone.length) {
+      dels.push(`delete element inet ${t} ${assertName(m.name, 'map name')} { ${gone.map((e) => elementText(e.key).text).join(', ')} }`);
+      delOps.push({ verb: 'delete', kind: 'map', name: m.name, family: m.family, elements: gone.map((e) => ({ value: e.key })) });
+    }
+    if (come.length) {
+      adds.push(`add element inet ${t} ${assertName(m.name, 'map name')} { ${come.map(mapElementText).join(', ')} }`);
+      ops.push({ verb: 'add', kind: 'map', name: m.name, family: m.family, elements: come.map((e) => ({ value: e.key, owner: e.owner, chain: e.chain })) });
+    }
     changes.mapElementsRemoved += gone.length;
     changes.mapElementsAdded += come.length;
   }
@@ -142,7 +183,8 @@ export function incrementalScript(prev: RulesetPlan, next: RulesetPlan, options:
     tail.push(`delete set inet ${t} ${assertName(s.name, 'set name')}`);
   }
   const lines = [...head, ...dels, ...adds, ...tail];
-  return { incremental: true, script: lines.length ? `${lines.join('\n')}\n` : '', changes, empty: lines.length === 0 };
+  const elementOps = head.length === 0 && tail.length === 0 ? [...delOps, ...ops] : undefined;
+  return { incremental: true, script: lines.length ? `${lines.join('\n')}\n` : '', changes, empty: lines.length === 0, elementOps };
 }
 
 function elementCommand(verb: 'add' | 'delete', table: string, s: AddressSet, elements: AddressSet['elements']): string {

@@ -30,10 +30,12 @@ export interface EnforceOptions extends CompileOptions, InputOptions {
    * is atomic on its own, so a controller may skip the check to halve the apply time.
    */
   check?: boolean;
+  /** nft: element-only incremental changes over netlink (default true; see NftOptions.netlink). */
+  netlink?: boolean;
 }
 
 export function backendFor(options: EnforceOptions): NftBackend | IptablesBackend {
-  if ((options.backend ?? 'nft') === 'nft') return new NftBackend({ table: options.table, netns: options.netns });
+  if ((options.backend ?? 'nft') === 'nft') return new NftBackend({ table: options.table, netns: options.netns, netlink: options.netlink });
   const o: IptablesOptions = { chainPrefix: options.chainPrefix, setPrefix: options.setPrefix, netns: options.netns, ipv6: options.ipv6 };
   return new IptablesBackend(o);
 }
@@ -113,6 +115,8 @@ export interface IncrementalResult {
   reason?: string;
   script: string;
   changes?: IncrementalChanges;
+  /** How an incremental change reached the kernel: element changes over netlink, or `nft -f`. */
+  via?: 'netlink' | 'nft';
 }
 
 /**
@@ -135,13 +139,17 @@ export async function applyIncremental(previous: RulesetPlan | undefined, next: 
   const d = incrementalScript(prev, next, { table: b.table });
   if (!d.incremental) return full(d.reason);
   if (d.empty) return { mode: 'unchanged', script: '', changes: d.changes };
+  let via: IncrementalResult['via'] = 'nft';
   try {
-    await b.applyIncrementalScript(d.script);
+    if (d.elementOps && b.netlinkAvailable) {
+      via = 'netlink';
+      await b.applyElements(d.elementOps);
+    } else await b.applyIncrementalScript(d.script);
   } catch (e) {
     return full(`incremental transaction failed (the kernel did not hold the previous plan?): ${(e as Error).message.split('\n')[0]}`);
   }
   if (options.record !== false) saveApplied(stateDir, { backend: 'nft', target: b.table, appliedAt: new Date().toISOString(), plan: next, script: d.script });
-  return { mode: 'incremental', script: d.script, changes: d.changes };
+  return { mode: 'incremental', via, script: d.script, changes: d.changes };
 }
 
 /** Re-applies the ruleset applied before the last one. Returns false when there is none. */

@@ -205,14 +205,23 @@ export function compile(input: EnforcementInput, options: CompileOptions = {}): 
   }
   const known: Record<Family, SetElement[]> = { 4: [], 6: [] };
   const claimed = new Map<string, string>();
+  const chainMemo = new WeakMap<DirectionPolicy, { rules: PlanRule[]; name: string }>();
 
   for (const e of input.endpoints) {
     const owner = safeComment(`ctr:${e.id}`);
     const chainsFor: Partial<Record<'ingress' | 'egress', string>> = {};
     for (const direction of ['ingress', 'egress'] as const) {
-      const rules = directionRules(b, e[direction], direction, input.defaultStance, direction === 'ingress' ? e.published : []);
+      // Endpoints of one identity share their DirectionPolicy object (compile/input.ts): its rules
+      // and chain name are worked out once, unless published-port guards make the endpoint unique.
+      const guards = direction === 'ingress' ? e.published : [];
+      let memo = guards.length === 0 ? chainMemo.get(e[direction]) : undefined;
+      if (!memo) {
+        const rules = directionRules(b, e[direction], direction, input.defaultStance, guards);
+        memo = { rules, name: rules.length ? `${direction === 'ingress' ? 'in' : 'eg'}_${hash(JSON.stringify(rules))}` : '' };
+        if (guards.length === 0) chainMemo.set(e[direction], memo);
+      }
+      const { rules, name } = memo;
       if (rules.length === 0) continue;
-      const name = `${direction === 'ingress' ? 'in' : 'eg'}_${hash(JSON.stringify(rules))}`;
       const existing = b.chains.get(name);
       if (existing) existing.owners.push(e.id);
       else b.chains.set(name, { name, rules, owners: [e.id] });

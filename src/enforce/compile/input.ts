@@ -128,6 +128,13 @@ export function enforcementInputFrom(rw: ResolvedWorld, options: InputOptions = 
   };
 
   const endpoints = [];
+  const dirMemo = new Map<string, DirectionPolicy>();
+  const policyNos = new Map<object, number>();
+  const policyNo = (p: object): number => {
+    let n = policyNos.get(p);
+    if (n === undefined) policyNos.set(p, (n = policyNos.size));
+    return n;
+  };
   for (let i = 0; i < rw.endpoints.length; i++) {
     const e = rw.endpoints[i];
     const display = endpointDisplayName(e);
@@ -149,6 +156,17 @@ export function enforcementInputFrom(rw: ResolvedWorld, options: InputOptions = 
     }
     const dir = (d: Direction): DirectionPolicy => {
       const sel = rw.selecting(i, d);
+      // Endpoints selected by the same policies get the same clauses (an identity): build them once.
+      // Ingress clauses resolve named ports on the endpoint itself, so its ports join the key then.
+      let key = `${d}|${sel.map((s) => `${policyNo(s.policy)}${s.isolates ? '!' : ''}`).join('|')}`;
+      if (d === 'ingress' && sel.some((s) => s.policy.ingress.some(hasNamedPort))) key += `|${JSON.stringify(e.declaredPorts)}`;
+      const hit = dirMemo.get(key);
+      if (hit) return hit;
+      const built = buildDir(d, sel);
+      dirMemo.set(key, built);
+      return built;
+    };
+    const buildDir = (d: Direction, sel: ReturnType<typeof rw.selecting>): DirectionPolicy => {
       const out: DirectionPolicy = { isolated: rw.isolated(i, d), isolatedBy: sel.filter((s) => s.isolates).map((s) => s.policy.id), denies: [], allows: [] };
       for (const s of sel) {
         for (const r of s.policy[d]) {

@@ -4,12 +4,25 @@ import { run, runOk, CommandError } from '../../exec.js';
 import type { RulesetPlan } from '../../plan-model.js';
 import { emptySummary, type RulesetSummary } from '../../summary.js';
 import { renderDelete, renderReplace, tableName } from './render.js';
+import { NftNetlink, type ElementChange } from './netlink.js';
+
+/** One netlink socket per process (opened on first use), shared by the backends. */
+let sharedNetlink: NftNetlink | null | undefined;
+function netlinkSocket(): NftNetlink | undefined {
+  if (sharedNetlink === undefined) sharedNetlink = NftNetlink.open() ?? null;
+  return sharedNetlink ?? undefined;
+}
 
 export interface NftOptions {
   table?: string;
   /** Run inside this network namespace (tests). */
   netns?: string;
   nftPath?: string;
+  /**
+   * Apply element-only changes over netlink instead of `nft -f` (default true). Not possible with
+   * `netns` (the socket lives in this process's namespace) or when the netlink module cannot load.
+   */
+  netlink?: boolean;
 }
 
 export class NftBackend {
@@ -45,6 +58,21 @@ export class NftBackend {
    */
   async applyIncrementalScript(script: string): Promise<void> {
     await this.nft(['-f', '-'], script);
+  }
+
+  /** Whether element changes can go over netlink here. */
+  get netlinkAvailable(): boolean {
+    return this.options.netlink !== false && this.options.netns === undefined && netlinkSocket() !== undefined;
+  }
+
+  /**
+   * Applies element additions and deletions in one netlink transaction (no `nft` process, no cache
+   * load). Throws when any of them fails; the kernel then keeps what it had.
+   */
+  async applyElements(changes: ElementChange[]): Promise<void> {
+    const nl = this.netlinkAvailable ? netlinkSocket() : undefined;
+    if (!nl) throw new Error('netlink is not available here');
+    await nl.apply(this.table, changes);
   }
 
   async exists(): Promise<boolean> {
