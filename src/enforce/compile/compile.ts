@@ -87,6 +87,12 @@ class Builder {
   constructor(
     readonly ownerOfAddress: Map<string, string>,
     readonly group: number,
+    /**
+     * Families in which some endpoint has an address. Per-identity chains are reached only through
+     * the verdict maps, keyed by endpoint addresses, so a rule of another family could never match:
+     * it is left out (on an IPv4-only host that halves the rules and sets).
+     */
+    readonly families: Family[] = FAMILIES,
   ) {}
 
   /**
@@ -127,9 +133,9 @@ function peerAlternatives(b: Builder, peer: PeerAddresses, dir: 'src' | 'dst', o
   const out: Match[][] = [];
   if (peer.host) out.push([{ kind: 'local', dir }]);
   if (peer.internet) {
-    for (const f of FAMILIES) out.push([{ kind: 'set', dir, family: f, set: SET.notInternet(f), negate: true }, { kind: 'local', dir, negate: true }]);
+    for (const f of b.families) out.push([{ kind: 'set', dir, family: f, set: SET.notInternet(f), negate: true }, { kind: 'local', dir, negate: true }]);
   }
-  for (const f of FAMILIES) {
+  for (const f of b.families) {
     const mine = peer.cidrs.filter((c) => (c.includes(':') ? 6 : 4) === f);
     // A peer chosen by selectors keeps its (possibly empty) set in both families, so that the first
     // member of a family adds an element, not a rule (chain names stay stable).
@@ -137,6 +143,7 @@ function peerAlternatives(b: Builder, peer: PeerAddresses, dir: 'src' | 'dst', o
   }
   for (const ce of peer.cidrsExcept) {
     const f: Family = ce.cidr.includes(':') ? 6 : 4;
+    if (!b.families.includes(f)) continue;
     const k = peer.key !== undefined ? `${peer.key}|${ce.cidr}` : undefined;
     const alt: Match[] = [{ kind: 'set', dir, family: f, set: b.addressSet([ce.cidr], f, 'peer', owner, k && `${k}|cidr`) }];
     const ex = ce.except.filter((c) => (c.includes(':') ? 6 : 4) === f);
@@ -196,7 +203,8 @@ export function compile(input: EnforcementInput, options: CompileOptions = {}): 
   const warnings = [...input.warnings];
   const ownerOfAddress = new Map<string, string>();
   for (const e of input.endpoints) for (const a of e.addresses) if (!ownerOfAddress.has(a)) ownerOfAddress.set(a, safeComment(`ctr:${e.id}`));
-  const b = new Builder(ownerOfAddress, group);
+  const families = FAMILIES.filter((f) => input.endpoints.some((e) => e.addresses.some((a) => (a.includes(':') ? 6 : 4) === f)));
+  const b = new Builder(ownerOfAddress, group, families);
 
   const maps: Record<string, VerdictMap> = {};
   for (const f of FAMILIES) {
