@@ -1,5 +1,5 @@
 // Controller benchmark: CPU while idle, and memory.
-//   node --import tsx bench/controller-idle.ts [--containers 100] [--idle 60] [--settle 5] [--resync 60] [--drift 10]
+//   node --import tsx bench/controller-idle.ts [--containers 100] [--idle 60] [--settle 5] [--resync 60] [--drift 10] [--profile DIR] [--source]
 // Root, with a local dockerd. Starts N real containers (busybox, one Compose project of its own, a
 // /24 network), a real `moat run` for that project (its own nft table, state directory and unix
 // socket, the default timers: drift check every 10 s, resync every 60 s), waits until it is ready and
@@ -31,7 +31,10 @@ const SETTLE_S = Math.min(arg('settle', 5), 120);
 const RESYNC_S = Math.min(arg('resync', 60), 3600);
 const DRIFT_S = Math.min(arg('drift', 10), 3600);
 const REPO = join(dirname(fileURLToPath(import.meta.url)), '..');
-const CLI = join(REPO, 'test', 'integration', 'controller', 'moat-cli.ts');
+// The user's launcher (bin/moat.js): the compiled CLI when `npm run build` is current, else tsx.
+// --source runs the TypeScript sources through tsx instead, for comparison.
+const FROM_SOURCE = process.argv.includes('--source');
+const CLI = join(REPO, 'bin', 'moat.js');
 const CLK_TCK = 100; // Linux USER_HZ
 const sleep = (ms: number) => new Promise<void>((r) => setTimeout(r, ms));
 
@@ -123,7 +126,10 @@ groups:
   }
   console.log(`${N} containers started in ${((Date.now() - t0) / 1000).toFixed(1)} s`);
   const fd = openSync(join(dir, 'moat.log'), 'a');
-  child = spawn(process.execPath, ['--import', 'tsx', CLI, 'run', '--project', project, '--table', project, '--state-dir', join(dir, 'state'), '--listen', `unix://${sock}`, '--policy', policyFile, '--resync-interval', `${RESYNC_S}s`, '--drift-interval', `${DRIFT_S}s`], { cwd: REPO, stdio: ['ignore', fd, fd] });
+  // --profile DIR: a V8 CPU profile of the controller (written when it exits) to see where idle time goes.
+  const pi = process.argv.indexOf('--profile');
+  const profile = pi > 0 ? ['--cpu-prof', '--cpu-prof-dir', process.argv[pi + 1]] : [];
+  child = spawn(process.execPath, [...profile, CLI, 'run', '--project', project, '--table', project, '--state-dir', join(dir, 'state'), '--listen', `unix://${sock}`, '--policy', policyFile, '--resync-interval', `${RESYNC_S}s`, '--drift-interval', `${DRIFT_S}s`], { cwd: REPO, stdio: ['ignore', fd, fd], env: { ...process.env, MOAT_FROM_SOURCE: FROM_SOURCE ? '1' : '0' } });
   const pid = child.pid!;
   const deadline = Date.now() + 120_000;
   let st: Record<string, any> | undefined; // eslint-disable-line @typescript-eslint/no-explicit-any
@@ -149,7 +155,7 @@ groups:
   const mem = procMem(pid);
   const self = (b.self - a.self) / CLK_TCK;
   const kids = (b.children - a.children) / CLK_TCK;
-  console.log(`timers: resync ${RESYNC_S || 'off'}${RESYNC_S ? ' s' : ''}, drift ${DRIFT_S || 'off'}${DRIFT_S ? ' s' : ''}`);
+  console.log(`launcher: ${FROM_SOURCE ? "sources through tsx" : "bin/moat.js (compiled dist/ if current)"}; timers: resync ${RESYNC_S || 'off'}${RESYNC_S ? ' s' : ''}, drift ${DRIFT_S || 'off'}${DRIFT_S ? ' s' : ''}`);
   console.log(`idle ${secs.toFixed(1)} s: controller CPU ${self.toFixed(2)} s (${((100 * self) / secs).toFixed(2)} % of one core), its nft/iptables children ${kids.toFixed(2)} s (${((100 * kids) / secs).toFixed(2)} %)`);
   console.log(`RSS ${mem.rss.toFixed(0)} MB (peak ${mem.hwm.toFixed(0)} MB)`);
 } finally {

@@ -1,3 +1,4 @@
+import { demoComposeFile } from '../demo/index.js';
 import { existsSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -15,7 +16,15 @@ import { action, EXIT, out, printDiagnostics } from './common.js';
 export const DEMO_TABLE = 'moat_demo';
 const DEMO_STATE = '/var/lib/moat/demo';
 
-export const DEMO_COMPOSE = join(dirname(fileURLToPath(import.meta.url)), '..', '..', 'examples', 'three-tier', 'compose.yaml');
+/** The demo's Compose file (from src/ or from a build in dist/), or its expected place when missing. */
+function demoCompose(): string {
+  try {
+    return demoComposeFile();
+  } catch {
+    return join(dirname(fileURLToPath(import.meta.url)), '..', '..', 'examples', 'three-tier', 'compose.yaml');
+  }
+}
+export const DEMO_COMPOSE = demoCompose();
 
 async function engineAnswers(dockerHost?: string): Promise<boolean> {
   try {

@@ -22,7 +22,10 @@ import { endpointDisplayName, type World } from '../model/world.js';
 import { compileLabels } from '../policy/labels/index.js';
 import { loadPolicyFile, policyFiles } from '../policy/load.js';
 import { parseDockerHost } from '../sources/docker/index.js';
-import { detectDrift, restoreDockerUserJump, type DriftReport } from './drift.js';
+import { describeDrift, detectDrift, restoreDockerUserJump, type DriftReport } from './drift.js';
+import { sharedNetlink } from '../enforce/backends/nft/netlink.js';
+import { planSummary } from '../enforce/summary.js';
+import { run } from '../enforce/exec.js';
 import { DockerEventStream, isWatched, type DockerEvent, type Endpoint as HttpEndpoint } from './events.js';
 import { LiveWorld } from './live-world.js';
 import { ControllerMetrics, type DropCounter } from './metrics.js';
@@ -98,8 +101,20 @@ export class Controller {
   private enforcedSince = new Map<string, string>();
   private violations: Violation[] = [];
   private violationKeys = new Set<string>();
-  private lastDrift: (DriftReport & { at: string }) | undefined;
+  private lastDrift: (DriftReport & { at: string; skipped?: string }) | undefined;
   private driftRepairs = 0;
+  /**
+   * Drift checks are gated by the nf_tables generation (bumped by every commit, by anyone): when it
+   * is the one at which the kernel last matched the applied ruleset, nothing can have changed.
+   */
+  private cleanGeneration: number | undefined;
+  /** Digests of the rules as read back after moat's last rule change (edits in place show as drift). */
+  private ruleDigest: Record<string, string> | undefined;
+  /** Whether the iptables DOCKER-USER jump lives in nf_tables (iptables-nft), so under the generation too. */
+  private jumpUnderGeneration = false;
+  /** Something `moat status` shows changed since the status was last written to the database. */
+  private statusDirty = true;
+  private statusSavedAt = 0;
   private lastError: { at: string; message: string } | undefined;
   private lastApplyOk = false;
   private synced = false;
@@ -129,6 +144,7 @@ export class Controller {
       event: (e) => this.onEvent(e),
       connected: (resumed) => {
         this.dockerConnected = true;
+        this.statusDirty = true;
         this.metrics.dockerConnected.set(1);
         this.log.info({ resumed }, 'docker event stream connected');
         if (resumed) {
@@ -141,6 +157,7 @@ export class Controller {
       disconnected: (err) => {
         if (this.dockerConnected) this.log.warn({ err: err?.message }, 'docker event stream lost; reconnecting with backoff');
         this.dockerConnected = false;
+        this.statusDirty = true;
         this.metrics.dockerConnected.set(0);
       },
       badLine: (line, err) => this.log.warn({ line, err: err.message }, 'unparsable line in the docker event stream'),
@@ -172,6 +189,7 @@ export class Controller {
   private noteError(what: string, e: unknown): void {
     const message = e instanceof UserError ? e.diagnostics.map(formatDiagnostic).join('; ') : (e as Error)?.message ?? String(e);
     this.lastError = { at: new Date().toISOString(), message: `${what}: ${message}` };
+    this.statusDirty = true;
     this.log.error({ what, err: message }, `${what} failed`);
     try {
       this.store.recordEvent('error', `${what}: ${message}`.slice(0, 2000));
@@ -189,6 +207,8 @@ export class Controller {
       this.appliedAt = last.at;
     }
     this.loadPolicyInitial();
+    const v = await run('iptables', ['--version'], { timeoutMs: 5000 }).catch(() => undefined);
+    this.jumpUnderGeneration = !!v && v.code === 0 && /nf_tables/.test(v.stdout);
     // Subscribe first so nothing that happens during the initial load is missed.
     this.events.start();
     await this.enqueue('initial sync', () => this.doResync('start'));
@@ -203,7 +223,12 @@ export class Controller {
     // Liveness: the event loop turns.
     this.timers.push(setInterval(() => (this.lastLoop = Date.now()), 1000));
     // For `moat status` when the daemon does not answer: a copy of the status in the database.
-    this.timers.push(setInterval(() => this.persistStatus(), 5000));
+    // Written when something changed (at most every 5 s), and once a minute regardless (savedAt).
+    this.timers.push(
+      setInterval(() => {
+        if (this.statusDirty || Date.now() - this.statusSavedAt >= 60_000) this.persistStatus();
+      }, 5000),
+    );
     this.persistStatus();
     if (this.options.watchPolicies !== false) this.watchPolicyFiles();
   }
@@ -266,6 +291,7 @@ export class Controller {
     }
     const good = this.store.lastGoodPolicy();
     this.policyErrors = errors;
+    this.statusDirty = true;
     this.metrics.policyValid.set(0);
     this.metrics.policyReloads.inc({ result: 'invalid' });
     if (!good) {
@@ -281,6 +307,7 @@ export class Controller {
     this.filePolicy = r.set;
     this.policyHash = r.hash;
     this.policyErrors = [];
+    this.statusDirty = true;
     this.policyLoadedAt = new Date().toISOString();
     this.metrics.policyValid.set(1);
     for (const w of r.diagnostics) this.log.warn({ warning: formatDiagnostic(w) }, 'policy warning');
@@ -294,6 +321,7 @@ export class Controller {
       const errors = r.diagnostics.filter((d) => d.severity === 'error');
       if (errors.length) {
         this.policyErrors = errors;
+        this.statusDirty = true;
         this.metrics.policyValid.set(0);
         this.metrics.policyReloads.inc({ result: 'invalid' });
         const text = errors.map(formatDiagnostic);
@@ -361,6 +389,7 @@ export class Controller {
     const p = this.pending;
     this.pending = { containers: new Set(), removed: new Set(), networks: new Set(), eventTimes: [] };
     if (!p.containers.size && !p.removed.size && !p.networks.size) return;
+    this.live.invalidateLoadKey();
     for (const n of p.networks) await this.live.refreshNetwork(n);
     for (const id of p.removed) {
       this.live.removeContainer(id);
@@ -411,14 +440,25 @@ export class Controller {
     }
     const { plan } = desired;
     let mode = 'full';
+    let via: 'netlink' | 'nft' | undefined;
     let detail: string | undefined;
     try {
+      const before = this.cleanGeneration;
+      this.cleanGeneration = undefined;
       if (o.full || !this.applied || this.backendKind !== 'nft') {
         await applyPlan(plan, this.options.enforce);
       } else {
         const r = await applyIncremental(this.applied, plan, { ...this.options.enforce, record: false });
         mode = r.mode;
+        via = r.via;
         detail = r.reason ?? (r.changes ? JSON.stringify(r.changes) : undefined);
+      }
+      if (mode === 'unchanged') this.cleanGeneration = before;
+      else if (via === 'netlink' && before !== undefined) {
+        // One element transaction of ours on a clean kernel: clean at the next generation, if no one
+        // else committed meanwhile (then the next drift check reads the kernel).
+        const g = await this.generation();
+        if (g === before + 1) this.cleanGeneration = g;
       }
     } catch (e) {
       const ms = Number(process.hrtime.bigint() - t0) / 1e6;
@@ -439,6 +479,8 @@ export class Controller {
     const nowNs = Number(BigInt(Date.now()) * 1_000_000n);
     for (const t of o.eventTimes ?? []) this.metrics.eventToEnforced.observe(Math.max(0, (nowNs - t) / 1e9));
     this.updateRulesetGauges(plan, world);
+    if (mode !== 'unchanged') this.statusDirty = true;
+    if (mode === 'full' || (mode === 'incremental' && via !== 'netlink')) await this.captureReference(plan);
     if (mode !== 'unchanged') {
       this.store.saveApplied({ at: this.appliedAt, backend: this.backendKind, target: this.target, plan });
       this.store.recordApply({ at: this.appliedAt, reason: trigger, mode, ok: true, durationMs: ms, endpoints: world.endpoints.length, detail: detail?.slice(0, 2000) });
@@ -497,6 +539,18 @@ export class Controller {
   }
 
   private async doResync(reason: string): Promise<void> {
+    if (reason === 'periodic' && this.applied && this.synced && this.dockerConnected && this.pending.eventTimes.length === 0 && (await this.live.unchangedSinceLoad().catch(() => false))) {
+      // Docker lists what the last full read saw and no event came since: nothing to re-read or
+      // recompile. Only the kernel side is checked (and repaired).
+      const d = await this.drift();
+      if (d.drifted) {
+        this.repairNote(d, reason);
+        await this.reconcile(`resync ${reason}`, { full: true });
+        this.repaired();
+        await this.drift();
+      }
+      return;
+    }
     await this.live.loadAll();
     let full = !this.applied;
     let drifted = false;
@@ -519,19 +573,56 @@ export class Controller {
     this.synced = true;
   }
 
+  /** The nf_tables generation, when it can be read here (nft backend, this process's netns). */
+  private async generation(): Promise<number | undefined> {
+    if (this.backendKind !== 'nft' || this.options.enforce.netns !== undefined || this.options.enforce.netlink === false) return undefined;
+    try {
+      return await sharedNetlink()?.generation();
+    } catch {
+      return undefined;
+    }
+  }
+
+  /**
+   * Reads the kernel right after moat changed rules: the rules' digests become the reference for
+   * edits in place, and the generation the clean one, if the kernel holds the plan.
+   */
+  private async captureReference(plan: RulesetPlan): Promise<void> {
+    if (this.backendKind !== 'nft') return;
+    try {
+      const g = await this.generation();
+      const actual = await backendFor(this.options.enforce).readBack();
+      if (describeDrift(planSummary(plan), actual).drifted) return;
+      this.ruleDigest = actual.ruleDigest;
+      if (g !== undefined) this.cleanGeneration = g;
+    } catch (e) {
+      this.log.debug({ err: (e as Error).message }, 'cannot read back the ruleset after apply');
+    }
+  }
+
   private async drift(): Promise<DriftReport> {
+    const g = await this.generation();
+    if (g !== undefined && g === this.cleanGeneration && this.jumpUnderGeneration) {
+      // No nf_tables commit since the kernel last matched: no drift, without reading the table.
+      const d: DriftReport = { drifted: false, findings: [] };
+      this.lastDrift = { ...d, at: new Date().toISOString(), skipped: `nf_tables generation ${g} unchanged` };
+      return d;
+    }
     const b = backendFor(this.options.enforce);
-    const d = await detectDrift(b, this.applied!, { netns: this.options.enforce.netns });
-    this.lastDrift = { ...d, diff: undefined, at: new Date().toISOString() };
+    const d = await detectDrift(b, this.applied!, { netns: this.options.enforce.netns, ruleDigest: this.ruleDigest });
+    if (!d.drifted && g !== undefined) this.cleanGeneration = g;
+    if (!d.drifted && !this.ruleDigest) this.ruleDigest = d.actual.ruleDigest;
+    this.lastDrift = { drifted: d.drifted, findings: d.findings, dockerUserJump: d.dockerUserJump, at: new Date().toISOString() };
     if (d.dockerUserJump === false && this.backendKind === 'iptables') {
       await restoreDockerUserJump(this.options.enforce.netns);
       this.metrics.driftRepairs.inc({ kind: 'docker-user-jump' });
     }
-    return d;
+    return { drifted: d.drifted, findings: d.findings, diff: d.diff, dockerUserJump: d.dockerUserJump };
   }
 
   private repaired(): void {
     this.driftRepairs++;
+    this.statusDirty = true;
     this.metrics.driftRepairs.inc({ kind: 'ruleset' });
     this.log.info({ repairs: this.driftRepairs }, 'drift repaired: the kernel holds the applied ruleset again');
   }
@@ -550,7 +641,9 @@ export class Controller {
       if (d.drifted) {
         this.repairNote(d, reason);
         const t0 = Date.now();
+        this.cleanGeneration = undefined;
         await applyPlan(this.applied, this.options.enforce);
+        await this.captureReference(this.applied);
         this.repaired();
         this.store.recordApply({ at: new Date().toISOString(), reason: `drift repair (${reason})`, mode: 'full', ok: true, durationMs: Date.now() - t0, endpoints: this.lastWorld?.endpoints.length ?? 0 });
         this.lastDrift = { ...(await this.drift()), diff: undefined, at: new Date().toISOString() };
@@ -647,6 +740,8 @@ export class Controller {
 
   /** Writes the status into the state database (read by `moat status` when the daemon is not answering). */
   persistStatus(): void {
+    this.statusDirty = false;
+    this.statusSavedAt = Date.now();
     try {
       const s = this.status();
       this.store.saveStatus({ ...s, savedAt: new Date().toISOString(), applies: undefined });

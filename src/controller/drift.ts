@@ -51,17 +51,35 @@ export async function restoreDockerUserJump(netns?: string): Promise<void> {
   if (r.code !== 0) throw new Error(`iptables -I FORWARD -j DOCKER-USER failed: ${r.stderr.trim()}`);
 }
 
-/** Compares the kernel with the plan moat applied last. */
-export async function detectDrift(backend: NftBackend | IptablesBackend, plan: RulesetPlan, options: { checkJump?: boolean; netns?: string } = {}): Promise<DriftReport> {
+/** Chains whose rules' content differs from the reference digests (rules edited in place). */
+export function editedChains(reference: Record<string, string> | undefined, actual: RulesetSummary): string[] {
+  if (!reference || !actual.ruleDigest) return [];
+  return Object.keys(reference).filter((c) => actual.ruleDigest![c] !== undefined && actual.ruleDigest![c] !== reference[c]);
+}
+
+/**
+ * Compares the kernel with the plan moat applied last. `ruleDigest`: the rules' digests read back
+ * right after moat's last rule change, to catch a rule edited in place with its comment kept.
+ */
+export async function detectDrift(
+  backend: NftBackend | IptablesBackend,
+  plan: RulesetPlan,
+  options: { checkJump?: boolean; netns?: string; ruleDigest?: Record<string, string>; actual?: RulesetSummary } = {},
+): Promise<DriftReport & { actual: RulesetSummary }> {
   const expected = planSummary(plan);
   if (backend instanceof IptablesBackend) {
     // iptables keeps no set or map names: chains and their rules only.
     expected.sets = {};
     expected.maps = {};
   }
-  const actual = await backend.readBack();
+  const actual = options.actual ?? (await backend.readBack());
   const d = describeDrift(expected, actual);
-  const report: DriftReport = { drifted: d.drifted, findings: d.findings, diff: d.diff };
+  const report: DriftReport & { actual: RulesetSummary } = { drifted: d.drifted, findings: d.findings, diff: d.diff, actual };
+  for (const c of editedChains(options.ruleDigest, actual)) {
+    if (d.diff.chainsChanged.includes(c)) continue;
+    report.drifted = true;
+    report.findings.push(`chain ${c}: a rule was edited in place`);
+  }
   if (options.checkJump !== false) {
     report.dockerUserJump = await readDockerUserJump(options.netns);
     if (report.dockerUserJump === false && backend instanceof IptablesBackend) {

@@ -1,6 +1,7 @@
 // The World as the controller keeps it: loaded in full at start and on every resync, then updated
 // one container or network at a time from events (one inspect per changed object), so a burst of
 // events costs a handful of API calls, not a full reload.
+import { createHash } from 'node:crypto';
 import type Docker from 'dockerode';
 import { cidrContains, parseCidr } from '../model/address.js';
 import { completeNamespaces, emptyWorld, type Endpoint, type Network, type World } from '../model/world.js';
@@ -40,8 +41,39 @@ export class LiveWorld {
     private readonly options: LiveWorldOptions = {},
   ) {}
 
+  /** What the two list calls said at the last full load (see listKey). */
+  private loadedKey: string | undefined;
+
+  /**
+   * A digest of what Docker lists (networks: id, subnets, labels; live containers: id, state, and
+   * addresses per network), two API calls and no inspect. A full load re-reads everything only when
+   * this changed: containers' labels, ports and network mode cannot change without a new container.
+   */
+  async listKey(): Promise<string> {
+    const filters = this.options.project ? { label: [`${COMPOSE_PROJECT_LABEL}=${this.options.project}`] } : undefined;
+    const nets = (await this.docker.listNetworks(filters ? { filters } : {})) as Docker.NetworkInspectInfo[];
+    const ctrs = await this.docker.listContainers({ all: true, ...(filters ? { filters } : {}) });
+    const n = nets.map((x) => [x.Id, x.Driver, (x.IPAM?.Config ?? []).map((c) => c.Subnet ?? ''), x.Labels ?? {}] as const).sort((a, b) => a[0].localeCompare(b[0]));
+    const c = ctrs
+      .filter((x) => LIVE_STATES.includes(x.State))
+      .map((x) => [x.Id, x.State, Object.entries(x.NetworkSettings?.Networks ?? {}).map(([k, v]) => [k, v.IPAddress ?? '', v.GlobalIPv6Address ?? '']).sort()] as const)
+      .sort((a, b) => a[0].localeCompare(b[0]));
+    return createHash('sha256').update(JSON.stringify([n, c])).digest('hex');
+  }
+
+  /** True when Docker lists exactly what the last full load saw (nothing to re-read). */
+  async unchangedSinceLoad(): Promise<boolean> {
+    return this.loadedKey !== undefined && (await this.listKey()) === this.loadedKey;
+  }
+
+  /** Called when an event changed the world: the next periodic check must read everything. */
+  invalidateLoadKey(): void {
+    this.loadedKey = undefined;
+  }
+
   /** Reloads everything (start, resync, after a reconnect). */
   async loadAll(): Promise<void> {
+    const key = await this.listKey();
     const w = await loadDockerWorld({ dockerHost: this.options.dockerHost, project: this.options.project });
     this.origin = w.origin;
     this.endpoints = new Map(w.endpoints.map((e) => [e.id, e]));
@@ -50,6 +82,7 @@ export class LiveWorld {
     this.userlandProxy = w.host.userlandProxy;
     this.warnings = w.warnings;
     for (const id of [...this.firstSeen.keys()]) if (!this.endpoints.has(id)) this.firstSeen.delete(id);
+    this.loadedKey = key;
   }
 
   private inProject(labels: Record<string, string> | undefined): boolean {

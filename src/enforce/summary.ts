@@ -10,6 +10,11 @@ export interface RulesetSummary {
   maps: Record<string, Record<string, string>>;
   /** chain -> one line per rule (its owner comment) */
   chains: Record<string, string[]>;
+  /**
+   * chain -> digest of its rules' full content (counters left out), when read from the kernel: tells
+   * a rule edited in place (same comment, other matches) from the one moat applied.
+   */
+  ruleDigest?: Record<string, string>;
 }
 
 export function emptySummary(): RulesetSummary {

@@ -1,6 +1,7 @@
 // `moat verify`: for every pair of the analyzer's container nodes, probe for real from inside the
 // source container's network namespace and compare with the matrix. Probes go only to addresses of
 // the host's own containers (taken from the world), never to an outside address.
+import { existsSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import type { Analysis } from '../analysis/reachability.js';
@@ -39,15 +40,18 @@ export interface VerifyReport {
   ok: boolean;
 }
 
-const PROBE = join(dirname(fileURLToPath(import.meta.url)), 'probe.ts');
-const ROOT = join(dirname(fileURLToPath(import.meta.url)), '..', '..');
+const HERE = dirname(fileURLToPath(import.meta.url));
+/** The probe next to this module: compiled (a build in dist/) or the TypeScript source through tsx. */
+const PROBE_JS = join(HERE, 'probe.js');
+const PROBE = existsSync(PROBE_JS) ? PROBE_JS : join(HERE, 'probe.ts');
+const ROOT = join(HERE, '..', '..');
 /** tsx's loader as an absolute URL, so the probe starts whatever the working directory. */
-const TSX = import.meta.resolve('tsx');
+const PROBE_LOADER = PROBE === PROBE_JS ? [] : ['--import', import.meta.resolve('tsx')];
 
 async function probeFromNetns(pid: number, address: string, port: number, timeoutMs: number): Promise<ProbeResult> {
   if (!Number.isInteger(pid) || pid <= 0) return 'error';
   const target = address.includes(':') ? `[${address}]:${port}` : `${address}:${port}`;
-  const r = await run('nsenter', ['-t', String(pid), '-n', process.execPath, '--import', TSX, PROBE, '--tcp', target, '--timeout-ms', String(timeoutMs)], {
+  const r = await run('nsenter', ['-t', String(pid), '-n', process.execPath, ...PROBE_LOADER, PROBE, '--tcp', target, '--timeout-ms', String(timeoutMs)], {
     timeoutMs: timeoutMs + 15_000,
   });
   try {

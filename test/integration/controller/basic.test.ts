@@ -47,6 +47,27 @@ test('controller: follows containers, repairs a flushed table, keeps the last go
   assert.equal((await reachable(intruder.pid, [dbTarget])).has(dbTarget), false, 'intruder blocked again');
   const metrics = (await get(h, '/metrics'))!.body;
   assert.match(metrics, /moat_drift_repairs_total\{kind="ruleset"\} [1-9]/);
+  // A rule edited in place, its comment kept (the summary of comments alone would not tell): the
+  // isolating drop of db's ingress chain turned into an accept. Restored at the next drift check.
+  const listed = await run('nft', ['-a', 'list', 'table', 'inet', h.table]);
+  let chain = '';
+  let edit: { chain: string; handle: string; comment: string } | undefined;
+  for (const line of listed.stdout.split('\n')) {
+    const c = /^\s*chain (\S+) \{/.exec(line);
+    if (c) chain = c[1];
+    const m = /drop comment "(isolated-by:[^"]*)" # handle (\d+)/.exec(line);
+    if (m && chain.startsWith('in_') && !edit) edit = { chain, handle: m[2], comment: m[1] };
+  }
+  assert.ok(edit, `an isolating drop rule in an ingress chain:\n${listed.stdout}`);
+  const e = edit!;
+  const repairsBefore = (await status(h))!.drift.repairs;
+  const rep = await run('nft', ['replace', 'rule', 'inet', h.table, e.chain, 'handle', e.handle, 'accept', 'comment', `"${e.comment}"`]);
+  assert.equal(rep.code, 0, rep.stderr);
+  await waitFor('in-place edit repaired', async () => { const s = await status(h); return s && s.drift?.repairs > repairsBefore && s.drift.lastCheck?.drifted === false; }, 10_000, 100);
+  assert.match(log(h), /edited in place/);
+  assert.doesNotMatch((await run('nft', ['list', 'chain', 'inet', h.table, e.chain])).stdout, new RegExp(`accept comment "${e.comment.replace(/[.*+?^${}()|[\]\\]/g, '\\$&')}"`));
+  assert.equal((await reachable(intruder.pid, [dbTarget])).has(dbTarget), false, 'intruder blocked after the in-place edit is repaired');
+
   // The table deleted outright: also restored.
   assert.equal((await run('nft', ['delete', 'table', 'inet', h.table])).code, 0);
   await waitFor('table back', () => nft.exists(), 10_000, 100);

@@ -172,3 +172,18 @@ test('state store: last good policy, applied plan, history bounded and newest fi
     rmSync(dir, { recursive: true, force: true });
   }
 });
+
+test('drift: a rule edited in place changes its chain digest; counters do not', async () => {
+  const { summaryFromNftJson } = await import('../../../src/enforce/backends/nft/backend.js');
+  const { editedChains } = await import('../../../src/controller/drift.js');
+  const rule = (verdict: string, packets: number) => ({
+    rule: { family: 'inet', table: 't', chain: 'in_x', handle: 7, comment: 'isolated-by:p', expr: [{ counter: { packets, bytes: packets * 60 } }, { [verdict]: null }] },
+  });
+  const base = summaryFromNftJson([{ chain: { name: 'in_x' } }, rule('drop', 0)]);
+  const counted = summaryFromNftJson([{ chain: { name: 'in_x' } }, rule('drop', 42)]);
+  const edited = summaryFromNftJson([{ chain: { name: 'in_x' } }, rule('accept', 0)]);
+  assert.deepEqual(edited.chains, base.chains, 'same comments: the comment summary cannot tell');
+  assert.deepEqual(editedChains(base.ruleDigest, counted), []);
+  assert.deepEqual(editedChains(base.ruleDigest, edited), ['in_x']);
+  assert.deepEqual(editedChains(undefined, edited), []);
+});

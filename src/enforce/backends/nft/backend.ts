@@ -4,14 +4,8 @@ import { run, runOk, CommandError } from '../../exec.js';
 import type { RulesetPlan } from '../../plan-model.js';
 import { emptySummary, type RulesetSummary } from '../../summary.js';
 import { renderDelete, renderReplace, tableName } from './render.js';
-import { NftNetlink, type ElementChange } from './netlink.js';
-
-/** One netlink socket per process (opened on first use), shared by the backends. */
-let sharedNetlink: NftNetlink | null | undefined;
-function netlinkSocket(): NftNetlink | undefined {
-  if (sharedNetlink === undefined) sharedNetlink = NftNetlink.open() ?? null;
-  return sharedNetlink ?? undefined;
-}
+import { createHash } from 'node:crypto';
+import { sharedNetlink as netlinkSocket, type ElementChange } from './netlink.js';
 
 export interface NftOptions {
   table?: string;
@@ -112,7 +106,8 @@ function elemValue(v: unknown): string {
 
 /** Summary of `nft -j list table` output (sets, verdict maps, rule comments per chain). */
 export function summaryFromNftJson(items: unknown[]): RulesetSummary {
-  const s: RulesetSummary = { present: true, sets: {}, maps: {}, chains: {} };
+  const s: RulesetSummary = { present: true, sets: {}, maps: {}, chains: {}, ruleDigest: {} };
+  const digests = new Map<string, ReturnType<typeof createHash>>();
   for (const it of items as J[]) {
     if (it.set) s.sets[it.set.name] = (it.set.elem ?? []).map(elemValue).sort();
     else if (it.map) {
@@ -123,8 +118,15 @@ export function summaryFromNftJson(items: unknown[]): RulesetSummary {
       }
       s.maps[it.map.name] = m;
     } else if (it.chain) s.chains[it.chain.name] ??= [];
-    else if (it.rule) (s.chains[it.rule.chain] ??= []).push(it.rule.comment ?? '');
+    else if (it.rule) {
+      (s.chains[it.rule.chain] ??= []).push(it.rule.comment ?? '');
+      let h = digests.get(it.rule.chain);
+      if (!h) digests.set(it.rule.chain, (h = createHash('sha256')));
+      h.update(JSON.stringify(it.rule.expr, (k, v) => (k === 'packets' || k === 'bytes' ? 0 : v)));
+      h.update(`\u0000${it.rule.comment ?? ''}\n`);
+    }
   }
+  for (const c of Object.keys(s.chains)) s.ruleDigest![c] = digests.get(c)?.digest('hex').slice(0, 16) ?? 'empty';
   return s;
 }
 

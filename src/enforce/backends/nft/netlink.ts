@@ -21,6 +21,9 @@ const NFNL_MSG_BATCH_BEGIN = 16;
 const NFNL_MSG_BATCH_END = 17;
 const NFT_MSG_NEWSETELEM = 12;
 const NFT_MSG_DELSETELEM = 14;
+const NFT_MSG_NEWGEN = 15;
+const NFT_MSG_GETGEN = 16;
+const NFTA_GEN_ID = 1;
 const NFPROTO_INET = 1;
 const NLA_F_NESTED = 0x8000;
 // enum nft_set_elem_list_attributes / nft_set_elem_attributes / nft_data_attributes / nft_verdict_attributes
@@ -192,7 +195,7 @@ const ERRNO: Record<number, string> = { 1: 'EPERM', 2: 'ENOENT', 12: 'ENOMEM', 1
 /** One NETLINK_NETFILTER socket; transactions run one at a time. */
 export class NftNetlink {
   private seq = Math.floor(Math.random() * 0x3fffffff) + 1;
-  private pending?: { first: number; last: number; seqs: Set<number>; errors: string[]; done: () => void };
+  private pending?: { first: number; last: number; seqs: Set<number>; errors: string[]; done: () => void; gen?: number };
   private chain: Promise<void> = Promise.resolve();
 
   private constructor(private readonly sock: RawSocket) {
@@ -227,6 +230,15 @@ export class NftNetlink {
       const type = buf.readUInt16LE(off + 4);
       const seq = buf.readUInt32LE(off + 8);
       // Acks and errors for this batch (an error may also name the batch's begin or end message).
+      if (p && type === ((NFNL_SUBSYS_NFTABLES << 8) | NFT_MSG_NEWGEN) && seq >= p.first && seq <= p.last) {
+        // The answer to GETGEN: attributes after the 4-byte nfgenmsg.
+        for (let a = off + 20; a + 4 <= off + len; ) {
+          const alen = buf.readUInt16LE(a);
+          if (alen < 4) break;
+          if ((buf.readUInt16LE(a + 2) & 0x3fff) === NFTA_GEN_ID && alen >= 8) p.gen = buf.readUInt32BE(a + 4);
+          a += (alen + 3) & ~3;
+        }
+      }
       if (p && type === NLMSG_ERROR && seq >= p.first && seq <= p.last) {
         const errno = -buf.readInt32LE(off + 16);
         if (errno !== 0) p.errors.push(`${ERRNO[errno] ?? `errno ${errno}`} (message ${seq - p.first} of the batch)`);
@@ -273,6 +285,46 @@ export class NftNetlink {
     return p;
   }
 
+  /**
+   * The ruleset generation: the kernel increments it on every nf_tables commit, by anyone (nft,
+   * iptables-nft, firewalld, Docker). An unchanged generation means an unchanged ruleset.
+   */
+  generation(timeoutMs = 5000): Promise<number> {
+    const run = () =>
+      new Promise<number>((resolve, reject) => {
+        const seq = this.seq;
+        this.seq = (seq + 1) % 0x7fffffff || 1;
+        const timer = setTimeout(() => state.done(), timeoutMs);
+        const state: NonNullable<NftNetlink['pending']> = {
+          first: seq,
+          last: seq,
+          seqs: new Set([seq]),
+          errors: [],
+          done: () => {
+            clearTimeout(timer);
+            this.pending = undefined;
+            this.sock.unref();
+            if (state.gen !== undefined && state.errors.length === 0) resolve(state.gen);
+            else reject(new NetlinkError(`cannot read the nf_tables generation: ${state.errors.join('; ') || 'no answer'}`));
+          },
+        };
+        this.pending = state;
+        this.sock.ref();
+        this.sock.send(message((NFNL_SUBSYS_NFTABLES << 8) | NFT_MSG_GETGEN, NLM_F_REQUEST | NLM_F_ACK, seq, 0, 0, []), {}, (err?: Error) => {
+          if (err) {
+            state.errors.push(err.message);
+            state.done();
+          }
+        });
+      });
+    const p = this.chain.then(run, run);
+    this.chain = p.then(
+      () => undefined,
+      () => undefined,
+    );
+    return p;
+  }
+
   close(): void {
     try {
       this.sock.close();
@@ -280,4 +332,11 @@ export class NftNetlink {
       /* already closed */
     }
   }
+}
+
+let shared: NftNetlink | null | undefined;
+/** One netlink socket per process (opened on first use), shared by the backends and the controller. */
+export function sharedNetlink(): NftNetlink | undefined {
+  if (shared === undefined) shared = NftNetlink.open() ?? null;
+  return shared ?? undefined;
 }
