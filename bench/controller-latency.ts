@@ -10,7 +10,8 @@ import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import Docker from 'dockerode';
-import { applyIncremental, applyPlan, compilePlan } from '../src/enforce/index.js';
+import { applyIncremental, applyPlan } from '../src/enforce/index.js';
+import { CompileSession } from '../src/enforce/compile/session.js';
 import { mergePolicySets } from '../src/model/ir.js';
 import { compileLabels } from '../src/policy/labels/index.js';
 import type { Endpoint, World } from '../src/model/world.js';
@@ -33,7 +34,16 @@ try {
   const base = syntheticWorld(N);
   const files = syntheticPolicies(Math.max(10, N / 10), N);
   const opts = { stateDir, table: 'moatctlbench' };
-  const planOf = (w: World) => compilePlan(w, mergePolicySets([files, compileLabels(w).policySet]), opts);
+  // As the controller does: a compile session (only the changed containers when it can), keyed by the
+  // policy files and the labels' policies.
+  const session = new CompileSession();
+  const compileModes = new Map<string, number>();
+  const planOf = (w: World) => {
+    const labels = compileLabels(w).policySet;
+    const r = session.compile(w, mergePolicySets([files, labels]), `files|${JSON.stringify(labels)}`);
+    compileModes.set(r.mode, (compileModes.get(r.mode) ?? 0) + 1);
+    return r.plan;
+  };
   let plan = planOf(base);
   await applyPlan(plan, opts);
   const extra: Endpoint = { ...base.endpoints[0], id: 'bench/extra', name: 'extra', attachments: base.endpoints[0].attachments.map((a) => ({ ...a, ipv4: a.ipv4!.replace(/\.\d+$/, '.250') })) };
@@ -73,7 +83,7 @@ try {
   }
   const rss = process.memoryUsage().rss / 1024 / 1024;
   const f = (x: number) => x.toFixed(1);
-  console.log(`endpoints ${N}, changes ${CHANGES}, modes ${JSON.stringify(Object.fromEntries(modes))}`);
+  console.log(`endpoints ${N}, changes ${CHANGES}, apply modes ${JSON.stringify(Object.fromEntries(modes))}, compile modes ${JSON.stringify(Object.fromEntries(compileModes))}`);
   console.log(`compile (world -> plan)      p50 ${f(pct(compileMs, 50))} ms  p99 ${f(pct(compileMs, 99))} ms`);
   console.log(`incremental nft transaction  p50 ${f(pct(applyMs, 50))} ms  p99 ${f(pct(applyMs, 99))} ms`);
   console.log(`event to enforced (no API)   p50 ${f(pct(total, 50))} ms  p99 ${f(pct(total, 99))} ms`);

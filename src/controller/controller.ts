@@ -14,7 +14,8 @@ import { dirname, resolve as resolvePath } from 'node:path';
 import type Docker from 'dockerode';
 import type { Logger } from 'pino';
 import { NftBackend, dropCounters } from '../enforce/backends/nft/backend.js';
-import { applyIncremental, applyPlan, backendFor, compilePlan, type EnforceOptions } from '../enforce/index.js';
+import { applyIncremental, applyPlan, backendFor, type EnforceOptions } from '../enforce/index.js';
+import { CompileSession } from '../enforce/compile/session.js';
 import type { RulesetPlan } from '../enforce/plan-model.js';
 import { UserError, formatDiagnostic, type Diagnostic } from '../model/diagnostics.js';
 import { emptyPolicySet, mergePolicySets, type PolicySet } from '../model/ir.js';
@@ -90,6 +91,10 @@ export class Controller {
   private queue: Promise<unknown> = Promise.resolve();
   private pending: Pending = { containers: new Set(), removed: new Set(), networks: new Set(), eventTimes: [] };
   private filePolicy: PolicySet = emptyPolicySet();
+  /** Compiles only what changed between events (falls back to full compiles; see compile/session.ts). */
+  private session!: CompileSession;
+  /** Identity of the policy files' content for the session's key (objects are replaced on reload). */
+  private filePolicyIds = new WeakMap<PolicySet, number>();
   private policyHash = '';
   private policyErrors: Diagnostic[] = [];
   private policyLoadedAt: string | undefined;
@@ -114,6 +119,7 @@ export class Controller {
   private jumpUnderGeneration = false;
   /** Something `moat status` shows changed since the status was last written to the database. */
   private statusDirty = true;
+  private policyGeneration = 0;
   private statusSavedAt = 0;
   private lastError: { at: string; message: string } | undefined;
   private lastApplyOk = false;
@@ -138,6 +144,7 @@ export class Controller {
     this.store = new StateStore(options.stateDir);
     this.metrics = new ControllerMetrics(() => this.readDrops(), options.defaultMetrics !== false);
     this.live = new LiveWorld(this.docker, { dockerHost: options.dockerHost, project: options.project });
+    this.session = new CompileSession(options.enforce);
     this.debouncer = new Debouncer(() => this.enqueue('events', () => this.processPending()), options.debounceMs ?? 10, options.maxDebounceMs ?? 100);
     this.policyDebounce = new Debouncer(() => void this.reloadPolicy('file change'), 200, 1000);
     this.events = new DockerEventStream(this.httpEndpoint, {
@@ -413,7 +420,12 @@ export class Controller {
       sets.push(labels.policySet);
     }
     const policySet = mergePolicySets(sets);
-    let plan = compilePlan(world, policySet, this.options.enforce);
+    let fileId = this.filePolicyIds.get(this.filePolicy);
+    if (fileId === undefined) this.filePolicyIds.set(this.filePolicy, (fileId = ++this.policyGeneration));
+    const key = `${fileId}|${sets.length > 1 ? JSON.stringify(sets[1]) : ''}`;
+    const compiled = this.session.compile(world, policySet, key);
+    this.metrics.compiles.inc({ mode: compiled.mode });
+    let plan = compiled.plan;
     if (this.options.failClosedPools?.length) {
       const unmanaged = world.networks.filter((n) => !plan.managedNetworks.includes(n.name)).flatMap((n) => n.subnets);
       plan = withFailClosedPools(plan, this.options.failClosedPools, unmanaged);

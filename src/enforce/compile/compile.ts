@@ -11,6 +11,12 @@ import type { Clause, DirectionPolicy, EnforcementInput, PeerAddresses, Publishe
 export interface CompileOptions {
   /** NFLOG group for drops (default 100). */
   nflogGroup?: number;
+  /**
+   * Address families of the rules in per-identity chains (default: those in which some endpoint has
+   * an address). The incremental compiler (session.ts) passes the whole world's families when it
+   * compiles a part of it.
+   */
+  families?: Family[];
 }
 
 export const DEFAULT_NFLOG_GROUP = 100;
@@ -198,12 +204,17 @@ function directionRules(b: Builder, d: DirectionPolicy, direction: 'ingress' | '
   return rules;
 }
 
+/** The families in which some endpoint has an address. */
+export function endpointFamilies(endpoints: { addresses: string[] }[]): Family[] {
+  return FAMILIES.filter((f) => endpoints.some((e) => e.addresses.some((a) => (a.includes(':') ? 6 : 4) === f)));
+}
+
 export function compile(input: EnforcementInput, options: CompileOptions = {}): RulesetPlan {
   const group = assertNflogGroup(options.nflogGroup ?? DEFAULT_NFLOG_GROUP);
   const warnings = [...input.warnings];
   const ownerOfAddress = new Map<string, string>();
   for (const e of input.endpoints) for (const a of e.addresses) if (!ownerOfAddress.has(a)) ownerOfAddress.set(a, safeComment(`ctr:${e.id}`));
-  const families = FAMILIES.filter((f) => input.endpoints.some((e) => e.addresses.some((a) => (a.includes(':') ? 6 : 4) === f)));
+  const families = options.families ?? endpointFamilies(input.endpoints);
   const b = new Builder(ownerOfAddress, group, families);
 
   const maps: Record<string, VerdictMap> = {};

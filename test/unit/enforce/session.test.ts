@@ -1,0 +1,110 @@
+// The incremental compiler against full compiles: after every step of a random sequence of
+// containers added, removed and restarted, the session's plan must equal a full compile of the same
+// world (sets, maps, chains with their rules and owners, log prefixes), and most steps must take the
+// fast path (so the test can tell when the fast path silently stops being used).
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { CompileSession } from '../../../src/enforce/compile/session.js';
+import { compilePlan } from '../../../src/enforce/index.js';
+import type { RulesetPlan } from '../../../src/enforce/plan-model.js';
+import type { Endpoint, World } from '../../../src/model/world.js';
+import type { PolicySet } from '../../../src/model/ir.js';
+import { syntheticPolicies, syntheticWorld } from '../../../bench/enforce-world.js';
+import { threeTierPolicies, threeTierWorld } from '../../fixtures/enforce/three-tier.js';
+
+/**
+ * Comparable form. A CIDR element of a peer set shared by several policies is annotated with the
+ * policy that happened to create the set first, which depends on compile order: only container owners
+ * are compared exactly.
+ */
+function normal(p: RulesetPlan) {
+  const own = (o: string) => (o.startsWith('ctr:') || o.startsWith('net:') ? o : 'policy');
+  const byValue = (a: { value: string; owner: string }, b: { value: string; owner: string }) => (a.value + a.owner).localeCompare(b.value + b.owner);
+  return {
+    sets: Object.fromEntries([...p.sets].sort((a, b) => a.name.localeCompare(b.name)).map((s) => [s.name, { family: s.family, elements: s.elements.map((e) => ({ value: e.value, owner: own(e.owner) })).sort(byValue) }])),
+    maps: Object.fromEntries(p.maps.map((m) => [m.name, [...m.elements].sort((a, b) => a.key.localeCompare(b.key))])),
+    chains: Object.fromEntries([...p.chains].sort((a, b) => a.name.localeCompare(b.name)).map((c) => [c.name, { hook: c.hook ?? null, rules: c.rules, owners: [...c.owners].sort() }])),
+    logPrefixes: Object.keys(p.logPrefixes).sort(),
+    managed: p.managedNetworks,
+    group: p.nflogGroup,
+  };
+}
+
+/** A deterministic pseudo-random sequence (no flaky seeds). */
+function rng(seed: number) {
+  let x = seed >>> 0 || 1;
+  return () => {
+    x ^= x << 13;
+    x ^= x >>> 17;
+    x ^= x << 5;
+    return (x >>> 0) / 0x100000000;
+  };
+}
+
+function run(name: string, base: World, policies: PolicySet, steps: number, seed: number, newAddress: (k: number, like: Endpoint) => Endpoint['attachments']) {
+  const rand = rng(seed);
+  const session = new CompileSession();
+  let endpoints = [...base.endpoints];
+  let k = 0;
+  const modes: string[] = [];
+  for (let i = 0; i < steps; i++) {
+    const r = rand();
+    const pick = () => endpoints[Math.floor(rand() * endpoints.length)];
+    if (r < 0.35 && endpoints.length > 2) {
+      const gone = pick();
+      endpoints = endpoints.filter((e) => e !== gone);
+    } else if (r < 0.55) {
+      // A restart: the same container as a new object (same id and address).
+      const e = pick();
+      endpoints = endpoints.map((x) => (x === e ? { ...e, attachments: e.attachments.map((a) => ({ ...a })) } : x));
+    } else if (r < 0.65) {
+      // A created container not started yet: no address.
+      const like = pick();
+      endpoints.push({ ...like, id: `${like.namespace}/new${k}`, name: `new${k}`, containerName: `new${k}`, attachments: like.attachments.map((a) => ({ network: a.network })) });
+      k++;
+    } else if (r < 0.72) {
+      // A container of a new identity (labels no other container has).
+      const like = pick();
+      endpoints.push({ ...like, id: `${like.namespace}/odd${k}`, name: `odd${k}`, containerName: `odd${k}`, labels: { ...like.labels, tier: 'odd' }, attachments: newAddress(k, like) });
+      k++;
+    } else {
+      // Another replica of a known identity, on a new address.
+      const like = pick();
+      endpoints.push({ ...like, id: `${like.namespace}/rep${k}`, name: `rep${k}`, containerName: `rep${k}`, attachments: newAddress(k, like) });
+      k++;
+    }
+    const world: World = { ...base, endpoints: [...endpoints] };
+    const got = session.compile(world, policies, 'fixed');
+    modes.push(got.mode);
+    const want = compilePlan(world, policies);
+    assert.deepEqual(normal(got.plan), normal(want), `${name}: step ${i} (${got.mode}${got.reason ? `: ${got.reason}` : ''}) differs from a full compile`);
+  }
+  return { modes, stats: session.stats };
+}
+
+test('incremental compile equals a full compile step by step (synthetic host, 200 endpoints)', () => {
+  const world = syntheticWorld(200);
+  const policies = syntheticPolicies(20, 200);
+  const { stats } = run('synthetic', world, policies, 120, 7, (k, like) => like.attachments.map((a, j) => ({ ...a, ipv4: a.ipv4 ? `100.${120 + j}.${Math.floor(k / 200)}.${(k % 200) + 1}` : undefined })));
+  assert.ok(stats.delta >= 60, `fast path taken ${stats.delta} times of 120 (full: ${stats.full})`);
+  assert.ok(stats.full >= 1, 'new identities force full compiles');
+});
+
+test('incremental compile equals a full compile step by step (three-tier, groups, allowlists, IPv6)', () => {
+  const world = threeTierWorld();
+  const policies = threeTierPolicies();
+  const { stats } = run('three-tier', world, policies, 80, 11, (k, like) => like.attachments.map((a) => ({ ...a, ipv4: a.ipv4 ? a.ipv4.replace(/\.\d+$/, `.${100 + (k % 150)}`) : undefined, ipv6: a.ipv6 ? a.ipv6.replace(/:[0-9a-f]+$/, `:${(0x100 + k).toString(16)}`) : undefined })));
+  assert.ok(stats.delta >= 30, `fast path taken ${stats.delta} times of 80 (full: ${stats.full})`);
+});
+
+test('a policy change, a network change or a burst is a full compile', () => {
+  const world = syntheticWorld(60);
+  const policies = syntheticPolicies(6, 60);
+  const s = new CompileSession();
+  assert.equal(s.compile(world, policies, 'a').mode, 'full');
+  assert.equal(s.compile({ ...world, endpoints: world.endpoints.slice(1) }, policies, 'a').mode, 'delta');
+  assert.equal(s.compile({ ...world, endpoints: world.endpoints.slice(1) }, policies, 'b').reason, 'policy changed');
+  assert.equal(s.compile({ ...world, endpoints: world.endpoints.slice(1), networks: [...world.networks] }, policies, 'b').mode, 'delta', 'same network objects in a new array are the same networks');
+  assert.equal(s.compile({ ...world, endpoints: world.endpoints.slice(1), networks: world.networks.slice(1) }, policies, 'b').reason, 'networks changed');
+  assert.match(s.compile({ ...world, endpoints: world.endpoints.slice(20), networks: world.networks.slice(1) }, policies, 'b').reason ?? '', /changes at once/);
+});
