@@ -64,6 +64,11 @@ export interface AddressSet {
   elements: SetElement[];
   /** What the set is, for plan output. */
   purpose: string;
+  /**
+   * For a set of containers chosen by selectors: the peer list it stands for (JSON of the policy's
+   * peers), so that the incremental compiler can decide a new container's membership alone.
+   */
+  peers?: string;
 }
 
 export interface MapElement {

@@ -106,7 +106,7 @@ class Builder {
    * from the key, so membership changes touch elements only and chain names stay stable; without one,
    * from the content.
    */
-  addressSet(values: string[], family: Family, purpose: string, fallbackOwner: string, key?: string): string {
+  addressSet(values: string[], family: Family, purpose: string, fallbackOwner: string, key?: string, peers?: string): string {
     // The same peer comes back for every endpoint a policy selects: answer from the memo first.
     const memoKey = key !== undefined ? `${family}|${purpose}|${key}` : undefined;
     const hit = memoKey !== undefined ? this.byKey.get(memoKey) : this.byValues.get(values)?.get(`${family}|${purpose}`);
@@ -121,7 +121,7 @@ class Builder {
     }
     if (!this.sets.has(name)) {
       const elements: SetElement[] = elems.map((value) => ({ value, owner: this.ownerOfAddress.get(value) ?? fallbackOwner }));
-      this.sets.set(name, { name, family, elements, purpose });
+      this.sets.set(name, peers !== undefined ? { name, family, elements, purpose, peers } : { name, family, elements, purpose });
     }
     return name;
   }
@@ -145,7 +145,7 @@ function peerAlternatives(b: Builder, peer: PeerAddresses, dir: 'src' | 'dst', o
     const mine = peer.cidrs.filter((c) => (c.includes(':') ? 6 : 4) === f);
     // A peer chosen by selectors keeps its (possibly empty) set in both families, so that the first
     // member of a family adds an element, not a rule (chain names stay stable).
-    if (mine.length || peer.dynamic) out.push([{ kind: 'set', dir, family: f, set: b.addressSet(mine, f, 'peer', owner, peer.key) }]);
+    if (mine.length || peer.dynamic) out.push([{ kind: 'set', dir, family: f, set: b.addressSet(mine, f, 'peer', owner, peer.key, peer.dynamic ? peer.key : undefined) }]);
   }
   for (const ce of peer.cidrsExcept) {
     const f: Family = ce.cidr.includes(':') ? 6 : 4;

@@ -15,7 +15,8 @@
 // shared network namespaces, an address claimed twice, a new address family, or more than a handful of
 // changes at once. `test/unit/enforce/session.test.ts` checks the results against full compiles.
 import type { Family } from '../../model/address.js';
-import type { PolicySet } from '../../model/ir.js';
+import type { Peer, PolicySet } from '../../model/ir.js';
+import { resolveWorld } from '../../analysis/resolve.js';
 import { endpointDisplayName, type Endpoint, type World } from '../../model/world.js';
 import type { AddressSet, PlanChain, PlanRule, RulesetPlan, VerdictMap } from '../plan-model.js';
 import { canonicalAddress, canonicalCidr, safeComment } from '../validate.js';
@@ -104,6 +105,22 @@ function expand6(text: string): string {
 
 export class CompileSession {
   private prev: Prev | undefined;
+  private peerCache = new Map<string, Peer[] | null>();
+
+  private parsedPeers(json: string): Peer[] | null {
+    let p = this.peerCache.get(json);
+    if (p === undefined) {
+      try {
+        const v = JSON.parse(json) as unknown;
+        p = Array.isArray(v) ? (v as Peer[]) : null;
+      } catch {
+        p = null;
+      }
+      if (this.peerCache.size > 10_000) this.peerCache.clear();
+      this.peerCache.set(json, p);
+    }
+    return p;
+  }
   /** Counters for tests and metrics. */
   readonly stats = { full: 0, delta: 0 };
 
@@ -216,21 +233,16 @@ export class CompileSession {
   }
 
   private add(plan: RulesetPlan, fresh: Endpoint[], world: World, policies: PolicySet, families: Family[]): { plan?: RulesetPlan; reason: string } {
-    // One present endpoint per identity of the plan: every peer set of the plan exists in the small compile.
-    const present = new Map(world.endpoints.map((e) => [e.id, e]));
-    const reps = new Map<string, Endpoint>();
-    for (const c of plan.chains) {
-      if (c.hook) continue;
-      const owner = c.owners.map((o) => present.get(o)).find((e) => e && !fresh.includes(e));
-      if (owner) reps.set(owner.id, owner);
-    }
-    const mini: World = { ...world, endpoints: [...reps.values(), ...fresh] };
+    // The new containers compiled alone (with the whole world's families): their chains, addresses
+    // and map elements. Their membership of the plan's peer sets is decided below, set by set.
+    const mini: World = { ...world, endpoints: fresh };
     const input = buildEnforcementInput(mini, policies, this.options);
     const freshIds = new Set(fresh.map((e) => e.id));
     const freshInput = input.endpoints.filter((e) => freshIds.has(e.id));
     if (freshInput.length !== fresh.length) return { reason: 'a new container is not enforced the plain way' };
     if (endpointFamilies(freshInput).some((f) => !families.includes(f))) return { reason: 'a new address family' };
     const small = compile(input, { ...this.options, families });
+    const rw = resolveWorld(mini, policies);
 
     const known = new Set<string>();
     for (const s of plan.sets) if (s.name.startsWith('known')) for (const el of s.elements) known.add(el.value);
@@ -259,15 +271,26 @@ export class CompileSession {
       if (mine.length && !chainNames.has(c.name)) return { reason: `new identity (chain ${c.name})` };
     }
 
-    const setByName = new Map(plan.sets.map((s) => [s.name, s]));
+    // Membership: a set of containers chosen by selectors takes a new container's addresses (of its
+    // family) when one of its peers' selectors matches the container, as the analyzer decides it.
     const additions = new Map<string, { value: string; owner: string }[]>();
-    for (const s of small.sets) {
-      const mine = s.elements.filter((el) => freshAddrs.has(el.value));
-      if (mine.length === 0) continue;
-      const target = setByName.get(s.name);
-      if (!target) return { reason: `set ${s.name} not in the plan` };
-      const add = mine.filter((el) => !coveredByCidr(target, el.value));
+    for (const s of plan.sets) {
+      if (s.peers === undefined) continue;
+      const peers = this.parsedPeers(s.peers);
+      if (!peers) return { reason: `set ${s.name}: unreadable peer list` };
+      const add: { value: string; owner: string }[] = [];
+      fresh.forEach((e, i) => {
+        if (!peers.some((p) => p.kind === 'endpoints' && rw.members(p.selector)[i] === 1)) return;
+        const r = freshInput.find((x) => x.id === e.id)!;
+        for (const a of r.addresses) if ((a.includes(':') ? 6 : 4) === s.family && !coveredByCidr(s, a)) add.push({ value: a, owner: freshAddrs.get(a)! });
+      });
       if (add.length) additions.set(s.name, add);
+    }
+    // known4/known6: the new addresses.
+    for (const s of small.sets) {
+      if (!s.name.startsWith('known')) continue;
+      const mine = s.elements.filter((el) => freshAddrs.has(el.value));
+      if (mine.length) additions.set(s.name, [...(additions.get(s.name) ?? []), ...mine]);
     }
     const sets = plan.sets.map((s) => (additions.has(s.name) ? { ...s, elements: [...s.elements, ...additions.get(s.name)!] } : s));
     const smallMaps = new Map(small.maps.map((m) => [m.name, m]));
