@@ -25,7 +25,7 @@ import { loadPolicyFile, policyFiles } from '../policy/load.js';
 import { parseDockerHost } from '../sources/docker/index.js';
 import { describeDrift, detectDrift, restoreDockerUserJump, type DriftReport } from './drift.js';
 import { sharedNetlink } from '../enforce/backends/nft/netlink.js';
-import { planSummary } from '../enforce/summary.js';
+import { planSummary, type RulesetSummary } from '../enforce/summary.js';
 import { run } from '../enforce/exec.js';
 import { DockerEventStream, isWatched, type DockerEvent, type Endpoint as HttpEndpoint } from './events.js';
 import { LiveWorld } from './live-world.js';
@@ -117,6 +117,8 @@ export class Controller {
   private ruleDigest: Record<string, string> | undefined;
   /** Whether the iptables DOCKER-USER jump lives in nf_tables (iptables-nft), so under the generation too. */
   private jumpUnderGeneration = false;
+  /** iptables backend: the chains as read back right after moat's last apply (the drift reference). */
+  private iptablesReference: RulesetSummary | undefined;
   /** Something `moat status` shows changed since the status was last written to the database. */
   private statusDirty = true;
   private policyGeneration = 0;
@@ -600,7 +602,18 @@ export class Controller {
    * edits in place, and the generation the clean one, if the kernel holds the plan.
    */
   private async captureReference(plan: RulesetPlan): Promise<void> {
-    if (this.backendKind !== 'nft') return;
+    if (this.backendKind !== 'nft') {
+      // iptables: what the kernel holds right after the apply is the reference (one plan rule is
+      // several iptables rules, so the plan itself is not comparable line by line).
+      try {
+        const actual = await backendFor(this.options.enforce).readBack();
+        this.iptablesReference = actual.present ? actual : undefined;
+      } catch (e) {
+        this.iptablesReference = undefined;
+        this.log.debug({ err: (e as Error).message }, 'cannot read back the ruleset after apply');
+      }
+      return;
+    }
     try {
       const g = await this.generation();
       const actual = await backendFor(this.options.enforce).readBack();
@@ -621,7 +634,13 @@ export class Controller {
       return d;
     }
     const b = backendFor(this.options.enforce);
-    const d = await detectDrift(b, this.applied!, { netns: this.options.enforce.netns, ruleDigest: this.ruleDigest });
+    if (this.backendKind !== 'nft' && !this.iptablesReference) {
+      // Nothing applied by this process yet: the next reconcile replaces the chains anyway.
+      const d: DriftReport = { drifted: false, findings: [] };
+      this.lastDrift = { ...d, at: new Date().toISOString(), skipped: 'no reference yet (iptables)' };
+      return d;
+    }
+    const d = await detectDrift(b, this.applied!, { netns: this.options.enforce.netns, ruleDigest: this.ruleDigest, expected: this.iptablesReference });
     if (!d.drifted && g !== undefined) this.cleanGeneration = g;
     if (!d.drifted && !this.ruleDigest) this.ruleDigest = d.actual.ruleDigest;
     this.lastDrift = { drifted: d.drifted, findings: d.findings, dockerUserJump: d.dockerUserJump, at: new Date().toISOString() };

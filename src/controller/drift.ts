@@ -40,9 +40,23 @@ export function hasDockerUserJump(save: string): boolean | undefined {
 }
 
 export async function readDockerUserJump(netns?: string): Promise<boolean | undefined> {
+  return (await readJumps(netns)).dockerUserJump;
+}
+
+/**
+ * From one `iptables-save -t filter`: the FORWARD -> DOCKER-USER jump, and (with `chainPrefix`) whether
+ * moat's forward chain is jumped from DOCKER-USER (or FORWARD where there is no DOCKER-USER).
+ */
+export async function readJumps(netns?: string, chainPrefix?: string): Promise<{ dockerUserJump?: boolean; moatJump?: boolean }> {
   const r = await run('iptables-save', ['-t', 'filter'], { netns, timeoutMs: 10_000 });
-  if (r.code !== 0) return undefined;
-  return hasDockerUserJump(r.stdout);
+  if (r.code !== 0) return {};
+  const save = r.stdout;
+  const out: { dockerUserJump?: boolean; moatJump?: boolean } = { dockerUserJump: hasDockerUserJump(save) };
+  if (chainPrefix) {
+    const from = /^:DOCKER-USER /m.test(save) ? 'DOCKER-USER' : 'FORWARD';
+    out.moatJump = new RegExp(`^-A ${from} -j ${chainPrefix}\\s*$`, 'm').test(save);
+  }
+  return out;
 }
 
 /** Puts the FORWARD -> DOCKER-USER jump back (what dockerd itself does at start), first in FORWARD. */
@@ -64,10 +78,12 @@ export function editedChains(reference: Record<string, string> | undefined, actu
 export async function detectDrift(
   backend: NftBackend | IptablesBackend,
   plan: RulesetPlan,
-  options: { checkJump?: boolean; netns?: string; ruleDigest?: Record<string, string>; actual?: RulesetSummary } = {},
+  options: { checkJump?: boolean; netns?: string; ruleDigest?: Record<string, string>; actual?: RulesetSummary; expected?: RulesetSummary } = {},
 ): Promise<DriftReport & { actual: RulesetSummary }> {
-  const expected = planSummary(plan);
-  if (backend instanceof IptablesBackend) {
+  // iptables: one plan rule becomes several iptables rules (NFLOG + DROP, one per port chunk, the
+  // dispatch of a verdict map), so the reference is what the kernel held right after moat's apply.
+  const expected = options.expected ?? planSummary(plan);
+  if (backend instanceof IptablesBackend && !options.expected) {
     // iptables keeps no set or map names: chains and their rules only.
     expected.sets = {};
     expected.maps = {};
@@ -81,7 +97,12 @@ export async function detectDrift(
     report.findings.push(`chain ${c}: a rule was edited in place`);
   }
   if (options.checkJump !== false) {
-    report.dockerUserJump = await readDockerUserJump(options.netns);
+    const jumps = await readJumps(options.netns, backend instanceof IptablesBackend ? (backend.options.chainPrefix ?? 'MOAT') : undefined);
+    report.dockerUserJump = jumps.dockerUserJump;
+    if (jumps.moatJump === false && actual.present) {
+      report.drifted = true;
+      report.findings.push("the jump to moat's chain is missing: its rules are bypassed");
+    }
     if (report.dockerUserJump === false && backend instanceof IptablesBackend) {
       report.drifted = true;
       report.findings.push('FORWARD no longer jumps to DOCKER-USER: Docker fails open and moat\'s chains are bypassed');

@@ -6,7 +6,7 @@ import assert from 'node:assert/strict';
 import { NftBackend } from '../../../src/enforce/backends/nft/backend.js';
 import { run } from '../../../src/enforce/exec.js';
 import { requireDocker, runContainer } from '../../helpers/docker.js';
-import { createProjectNetwork, dbPolicy, get, labelsFor, log, makeHarness, reachable, startController, status, stopController, waitExit, waitFor, writePolicy } from './harness.js';
+import { createProjectNetwork, dbPolicy, get, labelsFor, log, makeHarness, reachable, sleep, startController, status, stopController, waitExit, waitFor, writePolicy } from './harness.js';
 
 test('controller: follows containers, repairs a flushed table, keeps the last good policy', { timeout: 240_000 }, async (t) => {
   const docker = await requireDocker(t);
@@ -28,6 +28,9 @@ test('controller: follows containers, repairs a flushed table, keeps the last go
   assert.equal(s0.endpoints.filter((e: { enforced: boolean }) => e.enforced).length, 3, JSON.stringify(s0.endpoints));
   assert.equal((await reachable(intruder.pid, [dbTarget])).has(dbTarget), false, 'intruder is blocked');
   assert.equal((await reachable(api.pid, [dbTarget])).has(dbTarget), true, 'api gets through');
+  // Steady state: drift checks every second find nothing to repair.
+  await sleep(2500);
+  assert.equal((await status(h))?.drift?.repairs, 0, 'no repair without a change');
 
   // A new container appears: enforced within a second, its allowed traffic flows.
   const db2 = await runContainer(docker, { name: `${h.project}-db2`, networks: [net.name], tcpPorts: [80], labels: labelsFor(h.project, 'db2', 'db') });
