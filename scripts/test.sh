@@ -22,7 +22,15 @@ fi
 
 # 2. engine and images (integration tests skip themselves when there is no engine; that counts as a failure here)
 note "ensure dockerd"
+engine_was_up=0
+node -e 'require("http").get({ socketPath: "/var/run/docker.sock", path: "/_ping", timeout: 2000 }, (r) => process.exit(r.statusCode === 200 ? 0 : 1)).on("error", () => process.exit(1))' 2>/dev/null && engine_was_up=1
 if bash scripts/ensure-dockerd.sh; then
+  # A dockerd this run started (none answered before) may be restarted by the dockerd-restart test;
+  # a shared one that was already running never is.
+  if [ "$engine_was_up" = 0 ] && [ -s /var/run/docker.pid ]; then
+    export MOAT_TEST_DOCKERD_PID="$(cat /var/run/docker.pid)"
+    note "this run started dockerd (pid $MOAT_TEST_DOCKERD_PID): the dockerd-restart test will run"
+  fi
   note "build images"
   bash scripts/build-images.sh || { echo "image build failed"; failed=$((failed + 1)); }
 else

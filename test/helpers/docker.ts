@@ -236,6 +236,8 @@ export interface ContainerSpec {
   cmd?: string[];
   /** Create without starting. */
   start?: boolean;
+  /** Docker's restart policy `always` (the container comes back after a dockerd restart). */
+  restartAlways?: boolean;
 }
 
 export interface RunningContainer {
@@ -282,6 +284,7 @@ export async function runContainer(docker: Docker, spec: ContainerSpec = {}): Pr
       NetworkMode: spec.networkMode ?? networks[0] ?? 'bridge',
       PortBindings: portBindings,
       Init: false,
+      ...(spec.restartAlways ? { RestartPolicy: { Name: 'always' } } : {}),
     },
     NetworkingConfig: networks.length ? { EndpointsConfig: { [networks[0]]: endpointConfig(networks[0]) } } : undefined,
   });
