@@ -1,7 +1,8 @@
 // The iptables backend: ipsets (`ipset restore`) and `iptables-restore --noflush` /
 // `ip6tables-restore --noflush`, each checked with `--test` first. ipset names are content-addressed,
 // so the live sets are never modified: the restore is the one atomic switch per family, and the
-// sets no longer referenced are destroyed afterwards.
+// sets no longer referenced are destroyed afterwards. Verdict maps are trees of dispatch chains
+// (dispatch.ts), also named by their content; the restore deletes the ones no longer used.
 import type { Family } from '../../../model/address.js';
 import { run, runOk } from '../../exec.js';
 import type { RulesetPlan } from '../../plan-model.js';
@@ -63,8 +64,9 @@ export class IptablesBackend {
     const scripts: IptablesScripts = { ipset: renderIpsets(defs, existing), v4: '', newSets: [...new Set(defs.map((d) => d.name))].filter((n) => !existing.includes(n)) };
     for (const f of this.families()) {
       const st = await this.familyState(f);
-      const planChains = plan.chains.map((c) => names(this.options).chain(c));
-      const text = renderRestore(plan, f, st.jumps, st.moatChains.filter((c) => !planChains.includes(c)), setNames, this.options);
+      // All of moat's chains in the kernel: renderRestore deletes those the plan no longer uses
+      // (plan chains and verdict-map dispatch chains alike).
+      const text = renderRestore(plan, f, st.jumps, st.moatChains, setNames, this.options);
       if (f === 4) scripts.v4 = text;
       else scripts.v6 = text;
     }
@@ -101,6 +103,8 @@ export class IptablesBackend {
     const n = names(this.options);
     const s: RulesetSummary = { present: true, sets: {}, maps: {}, chains: {} };
     for (const c of st.moatChains) {
+      // Dispatch chains stand for the verdict maps, which iptables read-back does not report.
+      if (n.isDispatch(c)) continue;
       const plain = c === n.chainPrefix ? 'forward' : c === `${n.chainPrefix}-INPUT` ? 'input' : c === `${n.chainPrefix}-OUTPUT` ? 'output' : c.slice(n.chainPrefix.length + 1);
       s.chains[plain] = st.rules[c] ?? [];
     }

@@ -1,18 +1,22 @@
 // RulesetPlan -> `ipset restore` text and `iptables-restore --noflush` / `ip6tables-restore` text.
-// Same semantics as the nft backend with two differences forced by the tools: verdict maps become
-// one ipset per target chain (one jump rule per distinct identity, not per endpoint), and "accept"
-// is RETURN, so that moat's chains never bypass Docker's own rules after DOCKER-USER.
+// Same semantics as the nft backend with two differences forced by the tools: a verdict map becomes
+// a prefix tree of dispatch chains over its addresses (dispatch.ts: a few rules per level, O(log n)
+// per new connection), and "accept" is RETURN, so that moat's chains never bypass Docker's own
+// rules after DOCKER-USER. The plan's address sets become ipsets.
 import type { Family } from '../../../model/address.js';
 import type { PortRanges } from '../../../model/connset.js';
 import { createHash } from 'node:crypto';
 import type { AddressSet, Match, PlanChain, PlanRule, RulesetPlan } from '../../plan-model.js';
 import { assertName, elementText, safeComment, safeLogPrefix } from '../../validate.js';
+import { dispatchChainPattern, dispatchTree, type DispatchOptions, type DispatchTree } from './dispatch.js';
 
 export interface IptablesRenderOptions {
   /** Chain prefix (default MOAT): base chains MOAT, MOAT-INPUT, MOAT-OUTPUT. */
   chainPrefix?: string;
   /** ipset name prefix (default moat). */
   setPrefix?: string;
+  /** Shape of the verdict maps' dispatch trees (defaults in dispatch.ts). */
+  dispatch?: DispatchOptions;
 }
 
 export interface Jumps {
@@ -22,7 +26,7 @@ export interface Jumps {
   existingJumps: string[];
 }
 
-/** Plan set name (or `map|chain` for a verdict-map target) -> ipset name. */
+/** Plan set name -> ipset name. */
 export type SetNames = Map<string, string>;
 
 export function names(options: IptablesRenderOptions = {}, setNames: SetNames = new Map()) {
@@ -45,10 +49,9 @@ export function names(options: IptablesRenderOptions = {}, setNames: SetNames = 
       if (!v) throw new Error(`no ipset for plan set ${n}`);
       return v;
     },
-    vmapSet(map: string, chain: string): string {
-      const v = setNames.get(`${map}|${chain}`);
-      if (!v) throw new Error(`no ipset for ${map} -> ${chain}`);
-      return v;
+    /** Whether a chain of moat's is a verdict map's dispatch chain (not a plan chain). */
+    isDispatch(c: string): boolean {
+      return dispatchChainPattern(chainPrefix).test(c);
     },
   };
 }
@@ -95,7 +98,37 @@ function matchArgs(m: Match, family: Family, n: ReturnType<typeof names>): strin
   }
 }
 
-function ruleLines(chain: string, r: PlanRule, family: Family, plan: RulesetPlan, n: ReturnType<typeof names>): string[] {
+/** Dispatch trees of one family, by `map|dir`. */
+type Trees = Map<string, DispatchTree>;
+
+/** The dispatch trees the plan's verdict-map rules of one family use. */
+export function dispatchTrees(plan: RulesetPlan, family: Family, options: IptablesRenderOptions = {}): Trees {
+  const n = names(options);
+  const trees: Trees = new Map();
+  for (const c of plan.chains) {
+    for (const r of c.rules) {
+      const v = r.verdict;
+      if (v.kind !== 'vmap' || v.family !== family) continue;
+      const key = `${v.map}|${v.dir}`;
+      if (trees.has(key)) continue;
+      const map = plan.maps.find((x) => x.name === v.map);
+      const entries = (map?.elements ?? []).map((e) => ({ address: e.key, target: n.chain(e.chain), owner: e.owner }));
+      trees.set(key, dispatchTree(entries, family, v.dir, n.chainPrefix, options.dispatch));
+    }
+  }
+  return trees;
+}
+
+/** Every chain moat keeps in one family for this plan: the plan's chains, then the dispatch chains. */
+export function familyChains(plan: RulesetPlan, family: Family, options: IptablesRenderOptions = {}, trees = dispatchTrees(plan, family, options)): string[] {
+  const n = names(options);
+  const out = plan.chains.map((c) => n.chain(c));
+  const seen = new Set(out);
+  for (const t of trees.values()) for (const c of t.chains) if (!seen.has(c.name)) (seen.add(c.name), out.push(c.name));
+  return out;
+}
+
+function ruleLines(chain: string, r: PlanRule, family: Family, plan: RulesetPlan, n: ReturnType<typeof names>, trees: Trees): string[] {
   let alts: string[] = [''];
   for (const m of r.matches) {
     const a = matchArgs(m, family, n);
@@ -121,9 +154,8 @@ function ruleLines(chain: string, r: PlanRule, family: Family, plan: RulesetPlan
         break;
       case 'vmap': {
         if (v.family !== family) break;
-        const map = plan.maps.find((x) => x.name === v.map);
-        const targets = [...new Set((map?.elements ?? []).map((e) => e.chain))].sort();
-        for (const t of targets) out.push(`${head.replace(comment, `-m set --match-set ${n.vmapSet(v.map, t)} ${v.dir} ${comment}`)} -j ${n.chain(t)}`);
+        const root = trees.get(`${v.map}|${v.dir}`)?.root;
+        if (root) out.push(`${head} -j ${root}`);
         break;
       }
     }
@@ -142,7 +174,7 @@ function ipsetEntries(value: string): string[] {
 export interface IpsetDef {
   /** Content-addressed ipset name: a changed set is a new set, so live sets are never modified. */
   name: string;
-  /** Plan set name, or `map|chain` for a verdict-map target. */
+  /** Plan set name. */
   key: string;
   family: Family;
   entries: { value: string; owner: string }[];
@@ -158,15 +190,6 @@ export function ipsetDefs(plan: RulesetPlan, options: IptablesRenderOptions = {}
   const fromSet = (s: AddressSet): IpsetDef =>
     named(s.name, s.family, s.elements.flatMap((e) => ipsetEntries(e.value).map((value) => ({ value, owner: e.owner }))));
   for (const s of plan.sets) out.push(fromSet(s));
-  for (const m of plan.maps) {
-    const byChain = new Map<string, { value: string; owner: string }[]>();
-    for (const e of m.elements) {
-      const list = byChain.get(e.chain) ?? [];
-      list.push({ value: elementText(e.key).text, owner: e.owner });
-      byChain.set(e.chain, list);
-    }
-    for (const [chain, entries] of [...byChain.entries()].sort()) out.push(named(`${m.name}|${chain}`, m.family, entries));
-  }
   return out;
 }
 
@@ -202,17 +225,29 @@ export function jumpSources(family: Family, jumps: Jumps, n: ReturnType<typeof n
 /**
  * `iptables-restore --noflush` text for one family: declares (and so flushes) moat's chains,
  * fills them, inserts the jumps that are missing, and deletes moat chains that are no longer used.
+ * `staleChains` may list all of moat's chains in the kernel: those this plan keeps are not deleted.
  */
 export function renderRestore(plan: RulesetPlan, family: Family, jumps: Jumps, staleChains: string[], setNames: SetNames, options: IptablesRenderOptions = {}): string {
   const n = names(options, setNames);
   const lines = ['*filter'];
-  const chains = plan.chains.map((c) => n.chain(c));
-  for (const c of [...chains, ...staleChains.filter((s) => !chains.includes(s))]) lines.push(`:${c} - [0:0]`);
-  for (const c of plan.chains) for (const r of c.rules) lines.push(...ruleLines(n.chain(c), r, family, plan, n));
+  const trees = dispatchTrees(plan, family, options);
+  const keep = familyChains(plan, family, options, trees);
+  const kept = new Set(keep);
+  const stale = [...new Set(staleChains)].filter((s) => !kept.has(s));
+  for (const c of [...keep, ...stale]) lines.push(`:${c} - [0:0]`);
+  for (const c of plan.chains) for (const r of c.rules) lines.push(...ruleLines(n.chain(c), r, family, plan, n, trees));
+  const done = new Set<string>();
+  for (const t of trees.values()) {
+    for (const c of t.chains) {
+      if (done.has(c.name)) continue;
+      done.add(c.name);
+      for (const r of c.rules) lines.push(`-A ${c.name} ${r}`);
+    }
+  }
   for (const j of jumpSources(family, jumps, n)) {
     if (!jumps.existingJumps.includes(`${j.from}>${j.to}`)) lines.push(`-I ${j.from} 1 -j ${j.to}`);
   }
-  for (const s of staleChains) if (!chains.includes(s)) lines.push(`-X ${s}`);
+  for (const s of stale) lines.push(`-X ${s}`);
   lines.push('COMMIT');
   return `${lines.join('\n')}\n`;
 }
