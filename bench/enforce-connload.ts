@@ -16,6 +16,7 @@ const SOURCE = String.raw`
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/prctl.h>
 #include <sys/socket.h>
 #include <sys/wait.h>
 #include <time.h>
@@ -28,7 +29,8 @@ static int server(int port, int seconds) {
   setsockopt(s, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
   struct sockaddr_in a; memset(&a, 0, sizeof a); a.sin_family = AF_INET; a.sin_port = htons(port); a.sin_addr.s_addr = INADDR_ANY;
   if (bind(s, (struct sockaddr *)&a, sizeof a) || listen(s, 4096)) { perror("bind/listen"); return 1; }
-  if (fork() == 0) { alarm(seconds); for (;;) { int c = accept(s, 0, 0); if (c >= 0) close(c); } }
+  // The second acceptor dies with the first (stopped by its alarm or by the benchmark).
+  if (fork() == 0) { prctl(PR_SET_PDEATHSIG, SIGKILL); if (getppid() == 1) _exit(0); alarm(seconds); for (;;) { int c = accept(s, 0, 0); if (c >= 0) close(c); } }
   alarm(seconds);
   for (;;) { int c = accept(s, 0, 0); if (c >= 0) close(c); }
 }
@@ -39,8 +41,9 @@ static int client(const char *ip, int port, double seconds, long max, int worker
   int fds[64][2]; if (workers < 1 || workers > 64) return 2;
   double t0 = now();
   for (int w = 0; w < workers; w++) {
-    pipe(fds[w]);
+    if (pipe(fds[w])) { perror("pipe"); return 2; }
     if (fork() == 0) {
+      close(fds[w][0]);
       long n = 0, per = max / workers; struct linger l = { 1, 0 };
       alarm((unsigned)seconds + 5);
       while (n < per && now() - t0 < seconds) {
@@ -49,11 +52,13 @@ static int client(const char *ip, int port, double seconds, long max, int worker
         if (connect(s, (struct sockaddr *)&a, sizeof a) == 0) n++;
         close(s);
       }
-      write(fds[w][1], &n, sizeof n); _exit(0);
+      if (write(fds[w][1], &n, sizeof n) < 0) _exit(1);
+      _exit(0);
     }
+    close(fds[w][1]); // a worker killed by its alarm then reads as 0 connections (EOF), not a hang
   }
   long total = 0;
-  for (int w = 0; w < workers; w++) { long n = 0; read(fds[w][0], &n, sizeof n); total += n; wait(0); }
+  for (int w = 0; w < workers; w++) { long n = 0; if (read(fds[w][0], &n, sizeof n) != sizeof n) n = 0; total += n; close(fds[w][0]); wait(0); }
   printf("%ld %.3f\n", total, now() - t0);
   return 0;
 }

@@ -169,7 +169,7 @@ try {
 
   t = Date.now();
   await applyPlan(plan, iptOpts);
-  rows.push(await measure('moat iptables (ipset)', srv.pid, cli.pid, srv.ip, Date.now() - t));
+  rows.push(await measure('moat iptables (prefix-tree dispatch)', srv.pid, cli.pid, srv.ip, Date.now() - t));
   await uninstall(iptOpts);
 
   t = Date.now();
