@@ -99,7 +99,7 @@ export function incrementalScript(prev: RulesetPlan, next: RulesetPlan, options:
     const p = prevChains.get(c.name);
     // Per-identity chains are named by a hash of their rules: the same name is the same rules.
     // Base chains keep their names: compare their rules.
-    if (p && (c.hook || p.hook) && chainSig(p) !== chainSig(c)) return { incremental: false, reason: `chain ${c.name} changed` };
+    if (p && p !== c && (c.hook || p.hook) && chainSig(p) !== chainSig(c)) return { incremental: false, reason: `chain ${c.name} changed` };
     if (!p && c.hook) return { incremental: false, reason: `base chain ${c.name} added` };
   }
   for (const c of prev.chains) if (c.hook && !nextChains.has(c.name)) return { incremental: false, reason: `base chain ${c.name} removed` };
@@ -136,7 +136,8 @@ export function incrementalScript(prev: RulesetPlan, next: RulesetPlan, options:
       }
       continue;
     }
-    if (sameElements(p.elements, s.elements)) continue;
+    // The compile session hands unchanged sets over as the same objects: nothing to compare.
+    if (p === s || p.elements === s.elements || sameElements(p.elements, s.elements)) continue;
     const { gone, come } = changed(p.elements, s.elements, (x, y) => x.value === y.value && x.owner === y.owner, (e) => setKey(e.value, e.owner));
     if (gone.length) {
       dels.push(elementCommand('delete', t, s, gone));
@@ -157,7 +158,7 @@ export function incrementalScript(prev: RulesetPlan, next: RulesetPlan, options:
   }
   for (const m of next.maps) {
     const p = prevMaps.get(m.name)!;
-    if (sameMapElements(p.elements, m.elements)) continue;
+    if (p === m || p.elements === m.elements || sameMapElements(p.elements, m.elements)) continue;
     const key = (e: VerdictMap['elements'][number]) => `${e.key}\u0000${e.chain}\u0000${e.owner}`;
     const { gone, come } = changed(p.elements, m.elements, (x, y) => x.key === y.key && x.chain === y.chain && x.owner === y.owner, key);
     // Deleting a map element names the key only.
