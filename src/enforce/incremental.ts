@@ -6,7 +6,7 @@
 // Anything else (a base chain changed, the NFLOG group changed, a chain's rules changed under the
 // same name) is not incremental: the caller does a whole-table replace.
 import type { AddressSet, PlanChain, RulesetPlan, VerdictMap } from './plan-model.js';
-import { mapElementText, renderRule, tableName } from './backends/nft/render.js';
+import { chainComment, mapElementText, renderRule, tableName } from './backends/nft/render.js';
 import { assertName, elementText, safeComment } from './validate.js';
 import type { ElementChange } from './backends/nft/netlink.js';
 
@@ -153,7 +153,7 @@ export function incrementalScript(prev: RulesetPlan, next: RulesetPlan, options:
   for (const c of next.chains) {
     if (prevChains.has(c.name)) continue;
     changes.chainsAdded.push(c.name);
-    head.push(`add chain inet ${t} ${assertName(c.name, 'chain name')}`);
+    head.push(`add chain inet ${t} ${assertName(c.name, 'chain name')} { comment "${chainComment(c)}"; }`);
     for (const r of c.rules) head.push(`add rule inet ${t} ${c.name} ${renderRule(r, next.nflogGroup)}`);
   }
   for (const m of next.maps) {

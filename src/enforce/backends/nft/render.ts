@@ -101,9 +101,21 @@ export function renderMap(m: VerdictMap, indent = '\t'): string {
   return lines.join('\n');
 }
 
+/**
+ * A chain's owner, as its comment: for a per-identity chain the policies its rules come from (stable
+ * while containers come and go: the containers are on the map elements), for a base chain its role.
+ */
+export function chainComment(c: PlanChain): string {
+  if (c.hook) return safeComment(`moat:${c.name}`);
+  const owners = new Set<string>();
+  for (const r of c.rules) owners.add(r.comment.replace(/^(policy|isolated-by|allowlist|default-stance):/, ''));
+  return safeComment(`identity of ${[...owners].join(',')}`);
+}
+
 export function renderChain(c: PlanChain, group: number, indent = '\t'): string {
   const lines = [`${indent}chain ${assertName(c.name, 'chain name')} {`];
   if (c.hook) lines.push(`${indent}\ttype filter hook ${c.hook} priority ${PRIORITY}; policy accept;`);
+  lines.push(`${indent}\tcomment "${chainComment(c)}"`);
   for (const r of c.rules) lines.push(`${indent}\t${renderRule(r, group)}`);
   lines.push(`${indent}}`);
   return lines.join('\n');
