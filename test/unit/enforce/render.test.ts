@@ -42,7 +42,8 @@ test('the nft ruleset isolates and allows what the policy says', () => {
   assert.equal(allowSet.kind, 'set');
   const set = plan.sets.find((s) => allowSet.kind === 'set' && s.name === allowSet.set)!;
   assert.deepEqual(set.elements.map((e) => e.value).sort(), ['172.28.1.20', '172.28.2.20']);
-  assert.match(script, /hook forward priority filter - 10; policy accept;\n\t\tct state established,related accept/);
+  // The first rule of the forward chain accepts established traffic (after the chain's comment).
+  assert.match(script, /hook forward priority filter - 10; policy accept;\n\t\tcomment "moat:forward"\n\t\tct state established,related accept/);
   assert.match(script, /ip daddr != @notinet4 fib daddr type != local counter log prefix "moat:deny:eg:label:shop\/mysql" group 100 drop/);
   assert.match(script, /ct status dnat meta l4proto tcp ct original proto-dst 80 ip saddr @p\w+ return/);
 });
