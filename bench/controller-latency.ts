@@ -82,13 +82,14 @@ try {
     inspectMs = [];
   }
   const rss = process.memoryUsage().rss / 1024 / 1024;
+  const heap = process.memoryUsage().heapUsed / 1024 / 1024;
   const f = (x: number) => x.toFixed(1);
   console.log(`endpoints ${N}, changes ${CHANGES}, apply modes ${JSON.stringify(Object.fromEntries(modes))}, compile modes ${JSON.stringify(Object.fromEntries(compileModes))}`);
   console.log(`compile (world -> plan)      p50 ${f(pct(compileMs, 50))} ms  p99 ${f(pct(compileMs, 99))} ms`);
   console.log(`incremental nft transaction  p50 ${f(pct(applyMs, 50))} ms  p99 ${f(pct(applyMs, 99))} ms`);
   console.log(`event to enforced (no API)   p50 ${f(pct(total, 50))} ms  p99 ${f(pct(total, 99))} ms`);
   if (inspectMs.length) console.log(`container inspect (engine)   p50 ${f(pct(inspectMs, 50))} ms  p99 ${f(pct(inspectMs, 99))} ms`);
-  console.log(`RSS ${rss.toFixed(0)} MB`);
+  console.log(`RSS ${rss.toFixed(0)} MB (JS heap in use ${heap.toFixed(0)} MB)`);
 } finally {
   rmSync(stateDir, { recursive: true, force: true });
 }

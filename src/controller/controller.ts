@@ -122,6 +122,9 @@ export class Controller {
   /** Something `moat status` shows changed since the status was last written to the database. */
   private statusDirty = true;
   private policyGeneration = 0;
+  private violationDebounce!: Debouncer;
+  private lastCompile: { mode: string; reason?: string } | undefined;
+  private violationInput: { world: World; policySet: PolicySet; plan: RulesetPlan } | undefined;
   private statusSavedAt = 0;
   private lastError: { at: string; message: string } | undefined;
   private lastApplyOk = false;
@@ -147,6 +150,16 @@ export class Controller {
     this.metrics = new ControllerMetrics(() => this.readDrops(), options.defaultMetrics !== false);
     this.live = new LiveWorld(this.docker, { dockerHost: options.dockerHost, project: options.project });
     this.session = new CompileSession(options.enforce);
+    this.violationDebounce = new Debouncer(
+      () =>
+        void this.enqueue('violations', async () => {
+          const v = this.violationInput;
+          this.violationInput = undefined;
+          if (v) this.updateViolations(v.world, v.policySet, v.plan);
+        }),
+      200,
+      1000,
+    );
     this.debouncer = new Debouncer(() => this.enqueue('events', () => this.processPending()), options.debounceMs ?? 10, options.maxDebounceMs ?? 100);
     this.policyDebounce = new Debouncer(() => void this.reloadPolicy('file change'), 200, 1000);
     this.events = new DockerEventStream(this.httpEndpoint, {
@@ -247,6 +260,7 @@ export class Controller {
     this.events.stop();
     this.debouncer.cancel();
     this.policyDebounce.cancel();
+    this.violationDebounce.cancel();
     for (const t of this.timers) clearInterval(t);
     for (const w of this.watchers) w.close();
     this.timers = [];
@@ -427,6 +441,7 @@ export class Controller {
     const key = `${fileId}|${sets.length > 1 ? JSON.stringify(sets[1]) : ''}`;
     const compiled = this.session.compile(world, policySet, key);
     this.metrics.compiles.inc({ mode: compiled.mode });
+    this.lastCompile = { mode: compiled.mode, reason: compiled.reason };
     let plan = compiled.plan;
     if (this.options.failClosedPools?.length) {
       const unmanaged = world.networks.filter((n) => !plan.managedNetworks.includes(n.name)).flatMap((n) => n.subnets);
@@ -500,9 +515,11 @@ export class Controller {
       this.store.recordApply({ at: this.appliedAt, reason: trigger, mode, ok: true, durationMs: ms, endpoints: world.endpoints.length, detail: detail?.slice(0, 2000) });
     }
     const names = (o.containers ?? []).map((id) => world.endpoints.find((e) => e.id === id)).filter((e) => !!e).map((e) => endpointDisplayName(e!));
-    this.log[mode === 'unchanged' ? 'debug' : 'info']({ trigger, mode, ms: Math.round(ms * 10) / 10, endpoints: world.endpoints.length, containers: names.length ? names : undefined }, 'ruleset applied');
+    this.log[mode === 'unchanged' ? 'debug' : 'info']({ trigger, mode, compile: this.lastCompile?.mode, compileReason: this.lastCompile?.reason, ms: Math.round(ms * 10) / 10, endpoints: world.endpoints.length, containers: names.length ? names : undefined }, 'ruleset applied');
     for (const w of plan.warnings) this.log.warn({ warning: w }, 'enforcement warning');
-    this.updateViolations(world, desired.policySet, plan);
+    // Off the event path: a burst of events is not held up by the analysis behind the violations.
+    this.violationInput = { world, policySet: desired.policySet, plan };
+    this.violationDebounce.trigger();
   }
 
   private updateRulesetGauges(plan: RulesetPlan, world: World): void {

@@ -39,8 +39,10 @@ export function findViolations(world: World, policies: PolicySet, managedNetwork
       }
     }
     // A port Docker publishes to the outside that the policy lets no outside source reach.
+    const published = outsidePublished(rw, i);
+    if (published.length === 0) continue;
     const intent = connectionsAlong(rw, { kind: 'internet' }, { kind: 'endpoint', index: i }, { kind: 'flat' });
-    for (const p of outsidePublished(rw, i)) {
+    for (const p of published) {
       if (intent.contains(p.protocol, p.containerPort)) continue;
       const hasAllowlist = policies.publishedPortAllowlists.some((l) => l.hostPort === p.hostPort && l.protocol === p.protocol);
       if (hasAllowlist) continue;

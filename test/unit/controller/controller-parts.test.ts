@@ -187,3 +187,26 @@ test('drift: a rule edited in place changes its chain digest; counters do not', 
   assert.deepEqual(editedChains(base.ruleDigest, edited), ['in_x']);
   assert.deepEqual(editedChains(undefined, edited), []);
 });
+
+test('violations: a database published on all interfaces while its group admits no outside source', async () => {
+  const { findViolations } = await import('../../../src/controller/violations.js');
+  const { threeTierPolicies, threeTierWorld } = await import('../../fixtures/enforce/three-tier.js');
+  const policies = threeTierPolicies();
+  const world = threeTierWorld();
+  const managed = world.networks.map((n) => n.name);
+  // As the fixture is: nginx publishes 80 and its policy admits any source there; nothing to report.
+  assert.deepEqual(findViolations(world, policies, managed).map((v) => v.kind), []);
+  const mysql = world.endpoints.find((e) => e.name === 'mysql')!;
+  mysql.publishedPorts = [{ hostIp: '0.0.0.0', hostPort: 3306, containerPort: 3306, protocol: 'TCP' }];
+  // On the fixture's internal backend network Docker publishes nothing: no violation yet.
+  assert.deepEqual(findViolations(world, policies, managed), []);
+  world.networks.find((n) => n.name === mysql.attachments[0].network)!.internal = false;
+  const v = findViolations(world, policies, managed);
+  assert.deepEqual(v.map((x) => [x.kind, x.containerId]), [['published-forbidden', mysql.id]]);
+  assert.match(v[0].message, /0\.0\.0\.0:3306/);
+  // Bound to loopback only: not exposed, nothing to report.
+  mysql.publishedPorts = [{ hostIp: '127.0.0.1', hostPort: 3306, containerPort: 3306, protocol: 'TCP' }];
+  assert.deepEqual(findViolations(world, policies, managed), []);
+  // On a network moat does not manage, an isolated container is reported.
+  assert.deepEqual([...new Set(findViolations(world, policies, managed.filter((n) => n !== 'shop_backend')).map((x) => x.kind))], ['unmanaged-network']);
+});
