@@ -2,7 +2,8 @@
 // `ip6tables-restore --noflush`, each checked with `--test` first. ipset names are content-addressed,
 // so the live sets are never modified: the restore is the one atomic switch per family, and the
 // sets no longer referenced are destroyed afterwards. Verdict maps are trees of dispatch chains
-// (dispatch.ts), also named by their content; the restore deletes the ones no longer used.
+// (dispatch.ts), and logged drops go to one log chain per NFLOG prefix (render.ts), both named by
+// their content; the restore deletes the ones no longer used.
 import type { Family } from '../../../model/address.js';
 import { run, runOk } from '../../exec.js';
 import type { RulesetPlan } from '../../plan-model.js';
@@ -103,8 +104,9 @@ export class IptablesBackend {
     const n = names(this.options);
     const s: RulesetSummary = { present: true, sets: {}, maps: {}, chains: {} };
     for (const c of st.moatChains) {
-      // Dispatch chains stand for the verdict maps, which iptables read-back does not report.
-      if (n.isDispatch(c)) continue;
+      // Dispatch chains stand for the verdict maps, which iptables read-back does not report; log
+      // chains (NFLOG + DROP per log prefix) are part of the drop rules that go to them.
+      if (n.isHelper(c)) continue;
       const plain = c === n.chainPrefix ? 'forward' : c === `${n.chainPrefix}-INPUT` ? 'input' : c === `${n.chainPrefix}-OUTPUT` ? 'output' : c.slice(n.chainPrefix.length + 1);
       s.chains[plain] = st.rules[c] ?? [];
     }

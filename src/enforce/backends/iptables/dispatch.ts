@@ -29,7 +29,7 @@ export const DEFAULT_BUCKET = 32;
 /**
  * At most this many dispatch chains on a path: nf_tables refuses a chain 16 jumps or gotos away from
  * a base chain ("Too many links"); FORWARD -> DOCKER-USER -> MOAT -> 8 dispatch chains -> the
- * identity chain is 11, which leaves room. A chain at the last level holds all its addresses' rules
+ * identity chain is 11, and the log chain a drop there goes to (render.ts) 12, which leaves room. A chain at the last level holds all its addresses' rules
  * (long only for address layouts the prefix split cannot divide, never for Docker's dense subnets).
  */
 export const MAX_DEPTH = 8;

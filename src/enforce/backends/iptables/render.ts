@@ -2,7 +2,9 @@
 // Same semantics as the nft backend with two differences forced by the tools: a verdict map becomes
 // a prefix tree of dispatch chains over its addresses (dispatch.ts: a few rules per level, O(log n)
 // per new connection), and "accept" is RETURN, so that moat's chains never bypass Docker's own
-// rules after DOCKER-USER. The plan's address sets become ipsets.
+// rules after DOCKER-USER. The plan's address sets become ipsets. A logged drop with matches evaluates
+// them once: the rule goes (`-g`) to a shared log chain per NFLOG prefix (`<prefix>-L<12 hex>`: NFLOG,
+// then DROP) instead of repeating its matches in an NFLOG rule and a DROP rule.
 import type { Family } from '../../../model/address.js';
 import type { PortRanges } from '../../../model/connset.js';
 import { createHash } from 'node:crypto';
@@ -53,6 +55,10 @@ export function names(options: IptablesRenderOptions = {}, setNames: SetNames = 
     isDispatch(c: string): boolean {
       return dispatchChainPattern(chainPrefix).test(c);
     },
+    /** Whether a chain of moat's is a helper (dispatch or log chain), not a plan chain. */
+    isHelper(c: string): boolean {
+      return dispatchChainPattern(chainPrefix).test(c) || logChainPattern(chainPrefix).test(c);
+    },
   };
 }
 
@@ -75,11 +81,18 @@ function multiport(r: PortRanges): string[] {
   return chunks;
 }
 
-/** One plan match as alternatives of iptables argument strings ([] = match nothing in this family). */
+/** Whether a plan match can match in this family (a rule with one that cannot is left out there). */
+function inFamily(m: Match, family: Family): boolean {
+  if (m.kind === 'set') return m.family === family;
+  if (m.kind === 'nd') return family === 6;
+  return true;
+}
+
+/** One plan match as alternatives of iptables argument strings (null = match nothing in this family). */
 function matchArgs(m: Match, family: Family, n: ReturnType<typeof names>): string[] | null {
+  if (!inFamily(m, family)) return null;
   switch (m.kind) {
     case 'set':
-      if (m.family !== family) return null;
       return [`-m set ${m.negate ? '! ' : ''}--match-set ${n.set(m.set)} ${m.dir}`];
     case 'local':
       return [`-m addrtype ${m.negate ? '! ' : ''}--${m.dir}-type LOCAL`];
@@ -93,7 +106,6 @@ function matchArgs(m: Match, family: Family, n: ReturnType<typeof names>): strin
     case 'established':
       return ['-m conntrack --ctstate RELATED,ESTABLISHED'];
     case 'nd':
-      if (family === 4) return null;
       return [133, 134, 135, 136].map((t) => `-p ipv6-icmp -m icmp6 --icmpv6-type ${t}`);
   }
 }
@@ -119,16 +131,61 @@ export function dispatchTrees(plan: RulesetPlan, family: Family, options: Iptabl
   return trees;
 }
 
-/** Every chain moat keeps in one family for this plan: the plan's chains, then the dispatch chains. */
-export function familyChains(plan: RulesetPlan, family: Family, options: IptablesRenderOptions = {}, trees = dispatchTrees(plan, family, options)): string[] {
+/** The name of a log chain for a chain prefix and a 12-hex-digit hash. */
+export function logChainPattern(chainPrefix: string): RegExp {
+  return new RegExp(`^${chainPrefix}-L[0-9a-f]{12}$`);
+}
+
+export interface LogChain {
+  name: string;
+  /** Rule arguments after `-A <name> `: NFLOG, then DROP. */
+  rules: string[];
+}
+
+/** Log chains of one family, by log prefix (as the plan has it; a chain may stand for several). */
+type LogChains = Map<string, LogChain>;
+
+/**
+ * One chain per distinct log prefix of the drop rules with matches that render in this family: `-j
+ * NFLOG` with the plan's group and the prefix, then `-j DROP`. A logged drop rule goes there (`-g`)
+ * once its matches matched, so they are evaluated once, not once for NFLOG and again for DROP (for
+ * every packet that passes them, too). A drop without matches (isolated, default deny) has nothing to
+ * evaluate twice and only dropped packets reach it: it stays an NFLOG and a DROP rule. The rule that
+ * goes there is the drop's own counter, as the DROP rule was. Named by content (group and prefix), so
+ * a chain keeps its name across applies; chains no longer used are deleted with the stale chains.
+ */
+export function logChains(plan: RulesetPlan, family: Family, options: IptablesRenderOptions = {}): LogChains {
+  const n = names(options);
+  const out: LogChains = new Map();
+  const byName = new Map<string, LogChain>();
+  for (const c of plan.chains) {
+    for (const r of c.rules) {
+      // A drop without matches has nothing to evaluate twice: it stays an NFLOG rule and a DROP rule.
+      if (r.verdict.kind !== 'drop' || !r.log || r.matches.length === 0 || out.has(r.log)) continue;
+      if (!r.matches.every((m) => inFamily(m, family))) continue;
+      const nflog = `-j NFLOG --nflog-group ${plan.nflogGroup} --nflog-prefix "${safeLogPrefix(r.log)}"`;
+      const h = createHash('sha256').update(`log|${nflog}`).digest('hex').slice(0, 12);
+      const name = assertName(`${n.chainPrefix}-L${h}`, 'chain name');
+      // Two prefixes that are the same once made safe share one chain (and its object).
+      const chain = byName.get(name) ?? { name, rules: [nflog, '-j DROP'] };
+      byName.set(name, chain);
+      out.set(r.log, chain);
+    }
+  }
+  return out;
+}
+
+/** Every chain moat keeps in one family for this plan: the plan's chains, then the dispatch chains, then the log chains. */
+export function familyChains(plan: RulesetPlan, family: Family, options: IptablesRenderOptions = {}, trees = dispatchTrees(plan, family, options), logs = logChains(plan, family, options)): string[] {
   const n = names(options);
   const out = plan.chains.map((c) => n.chain(c));
   const seen = new Set(out);
   for (const t of trees.values()) for (const c of t.chains) if (!seen.has(c.name)) (seen.add(c.name), out.push(c.name));
+  for (const l of logs.values()) if (!seen.has(l.name)) (seen.add(l.name), out.push(l.name));
   return out;
 }
 
-function ruleLines(chain: string, r: PlanRule, family: Family, plan: RulesetPlan, n: ReturnType<typeof names>, trees: Trees): string[] {
+function ruleLines(chain: string, r: PlanRule, family: Family, plan: RulesetPlan, n: ReturnType<typeof names>, trees: Trees, logs: LogChains): string[] {
   let alts: string[] = [''];
   for (const m of r.matches) {
     const a = matchArgs(m, family, n);
@@ -145,10 +202,17 @@ function ruleLines(chain: string, r: PlanRule, family: Family, plan: RulesetPlan
       case 'return':
         out.push(`${head} -j RETURN`);
         break;
-      case 'drop':
-        if (r.log) out.push(`${head} -j NFLOG --nflog-group ${plan.nflogGroup} --nflog-prefix "${safeLogPrefix(r.log)}"`);
-        out.push(`${head} -j DROP`);
+      case 'drop': {
+        // A goto: the log chain ends in DROP, so nothing returns from it, and no return frame is kept.
+        const log = r.log && r.matches.length ? logs.get(r.log) : undefined;
+        if (r.log && r.matches.length && !log) throw new Error(`no log chain for ${r.log}`);
+        if (log) out.push(`${head} -g ${log.name}`);
+        else {
+          if (r.log) out.push(`${head} -j NFLOG --nflog-group ${plan.nflogGroup} --nflog-prefix "${safeLogPrefix(r.log)}"`);
+          out.push(`${head} -j DROP`);
+        }
         break;
+      }
       case 'jump':
         out.push(`${head} -j ${n.chain(v.chain)}`);
         break;
@@ -231,11 +295,12 @@ export function renderRestore(plan: RulesetPlan, family: Family, jumps: Jumps, s
   const n = names(options, setNames);
   const lines = ['*filter'];
   const trees = dispatchTrees(plan, family, options);
-  const keep = familyChains(plan, family, options, trees);
+  const logs = logChains(plan, family, options);
+  const keep = familyChains(plan, family, options, trees, logs);
   const kept = new Set(keep);
   const stale = [...new Set(staleChains)].filter((s) => !kept.has(s));
   for (const c of [...keep, ...stale]) lines.push(`:${c} - [0:0]`);
-  for (const c of plan.chains) for (const r of c.rules) lines.push(...ruleLines(n.chain(c), r, family, plan, n, trees));
+  for (const c of plan.chains) for (const r of c.rules) lines.push(...ruleLines(n.chain(c), r, family, plan, n, trees, logs));
   const done = new Set<string>();
   for (const t of trees.values()) {
     for (const c of t.chains) {
@@ -244,6 +309,7 @@ export function renderRestore(plan: RulesetPlan, family: Family, jumps: Jumps, s
       for (const r of c.rules) lines.push(`-A ${c.name} ${r}`);
     }
   }
+  for (const l of new Set(logs.values())) for (const r of l.rules) lines.push(`-A ${l.name} ${r}`);
   for (const j of jumpSources(family, jumps, n)) {
     if (!jumps.existingJumps.includes(`${j.from}>${j.to}`)) lines.push(`-I ${j.from} 1 -j ${j.to}`);
   }
