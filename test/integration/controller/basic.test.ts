@@ -6,24 +6,19 @@ import assert from 'node:assert/strict';
 import { NftBackend } from '../../../src/enforce/backends/nft/backend.js';
 import { run } from '../../../src/enforce/exec.js';
 import { requireDocker, runContainer } from '../../helpers/docker.js';
-import { createProjectNetwork, dbPolicy, get, labelsFor, log, makeHarness, reachable, sleep, startController, status, stopController, waitExit, waitFor, writePolicy } from './harness.js';
+import { dbPolicy, dbScene, get, labelsFor, log, makeHarness, reachable, sleep, startController, status, stopController, waitExit, waitFor, waitReady, writePolicy } from './harness.js';
 
 test('controller: follows containers, repairs a flushed table, keeps the last good policy', { timeout: 240_000 }, async (t) => {
   const docker = await requireDocker(t);
   if (!docker) return;
   const h = makeHarness('moatctl', ['--drift-interval', '1s', '--resync-interval', '30s']);
-  writePolicy(h, dbPolicy(h.project));
-  const net = await createProjectNetwork(docker, h.project);
-  const db = await runContainer(docker, { name: `${h.project}-db`, networks: [net.name], tcpPorts: [80], labels: labelsFor(h.project, 'db', 'db') });
-  const api = await runContainer(docker, { name: `${h.project}-api`, networks: [net.name], labels: labelsFor(h.project, 'api', 'api') });
-  const intruder = await runContainer(docker, { name: `${h.project}-intruder`, networks: [net.name], labels: labelsFor(h.project, 'intruder', 'other') });
-  const dbTarget = `${db.ipv4[net.name]}:80`;
+  const { net, api, intruder, dbTarget } = await dbScene(docker, h);
 
   // Without moat the intruder gets in (so the assertions below can fail).
   assert.ok((await reachable(intruder.pid, [dbTarget])).has(dbTarget), 'intruder reaches db before moat runs');
 
   startController(h, ['--policy', h.policyFile]);
-  const s0 = await waitFor('controller ready', async () => { const s = await status(h); return s?.ready ? s : undefined; }, 60_000, 200);
+  const s0 = await waitReady(h);
   assert.equal(s0.policy.valid, true);
   assert.equal(s0.endpoints.filter((e: { enforced: boolean }) => e.enforced).length, 3, JSON.stringify(s0.endpoints));
   assert.equal((await reachable(intruder.pid, [dbTarget])).has(dbTarget), false, 'intruder is blocked');

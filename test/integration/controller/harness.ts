@@ -8,7 +8,7 @@ import { fileURLToPath } from 'node:url';
 import type Docker from 'dockerode';
 import { request } from '../../../src/controller/server.js';
 import { NftBackend } from '../../../src/enforce/backends/nft/backend.js';
-import { cleanup, uniqueName } from '../../helpers/docker.js';
+import { cleanup, runContainer, uniqueName } from '../../helpers/docker.js';
 
 const HERE = dirname(fileURLToPath(import.meta.url));
 const REPO = join(HERE, '..', '..', '..');
@@ -191,4 +191,22 @@ groups:
       - from: [api]
         ports: [80]
 `;
+}
+
+/**
+ * The usual scene: the db policy written, a project network, a db listening on 80, an api the policy
+ * lets in, and an intruder it does not.
+ */
+export async function dbScene(docker: Docker, h: Harness) {
+  writePolicy(h, dbPolicy(h.project));
+  const net = await createProjectNetwork(docker, h.project);
+  const db = await runContainer(docker, { name: `${h.project}-db`, networks: [net.name], tcpPorts: [80], labels: labelsFor(h.project, 'db', 'db') });
+  const api = await runContainer(docker, { name: `${h.project}-api`, networks: [net.name], labels: labelsFor(h.project, 'api', 'api') });
+  const intruder = await runContainer(docker, { name: `${h.project}-intruder`, networks: [net.name], labels: labelsFor(h.project, 'intruder', 'other') });
+  return { net, db, api, intruder, dbTarget: `${db.ipv4[net.name]}:80` };
+}
+
+/** Status once the controller says it is ready. */
+export function waitReady(h: Harness): Promise<Status> {
+  return waitFor('controller ready', async () => { const s = await status(h); return s?.ready ? s : undefined; }, 60_000, 200);
 }

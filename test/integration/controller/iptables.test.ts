@@ -8,7 +8,7 @@ import { randomBytes } from 'node:crypto';
 import { IptablesBackend } from '../../../src/enforce/backends/iptables/backend.js';
 import { run } from '../../../src/enforce/exec.js';
 import { cleanup, requireDocker, runContainer } from '../../helpers/docker.js';
-import { createProjectNetwork, dbPolicy, labelsFor, log, makeHarness, reachable, sleep, startController, status, stopController, waitExit, waitFor, writePolicy } from './harness.js';
+import { dbScene, labelsFor, log, makeHarness, reachable, sleep, startController, status, stopController, waitExit, waitFor, waitReady } from './harness.js';
 
 test('controller, iptables backend: follows containers, restores a flushed chain and its jump, rules stay', { timeout: 240_000 }, async (t) => {
   const docker = await requireDocker(t);
@@ -20,16 +20,11 @@ test('controller, iptables backend: follows containers, restores a flushed chain
   const h = makeHarness('moatipt', ['--backend', 'iptables', '--chain-prefix', chainPrefix, '--set-prefix', setPrefix, '--drift-interval', '1s', '--resync-interval', '30s']);
   const ipt = new IptablesBackend({ chainPrefix, setPrefix });
   cleanup.add(`iptables ${chainPrefix}`, () => ipt.remove().catch(() => undefined));
-  writePolicy(h, dbPolicy(h.project));
-  const net = await createProjectNetwork(docker, h.project);
-  const db = await runContainer(docker, { name: `${h.project}-db`, networks: [net.name], tcpPorts: [80], labels: labelsFor(h.project, 'db', 'db') });
-  const api = await runContainer(docker, { name: `${h.project}-api`, networks: [net.name], labels: labelsFor(h.project, 'api', 'api') });
-  const intruder = await runContainer(docker, { name: `${h.project}-intruder`, networks: [net.name], labels: labelsFor(h.project, 'intruder', 'other') });
-  const dbTarget = `${db.ipv4[net.name]}:80`;
+  const { net, api, intruder, dbTarget } = await dbScene(docker, h);
   assert.ok((await reachable(intruder.pid, [dbTarget])).has(dbTarget), 'intruder reaches db before moat runs');
 
   startController(h, ['--policy', h.policyFile]);
-  const s0 = await waitFor('controller ready', async () => { const s = await status(h); return s?.ready ? s : undefined; }, 60_000, 200);
+  const s0 = await waitReady(h);
   assert.equal(s0.backend, 'iptables');
   assert.equal(s0.endpoints.filter((e: { enforced: boolean }) => e.enforced).length, 3, JSON.stringify(s0.endpoints));
   assert.equal((await reachable(intruder.pid, [dbTarget])).has(dbTarget), false, 'intruder is blocked');
