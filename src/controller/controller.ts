@@ -124,6 +124,13 @@ export class Controller {
   private policyGeneration = 0;
   private violationDebounce!: Debouncer;
   private lastCompile: { mode: string; reason?: string } | undefined;
+  private driftDeferred = 0;
+
+  /** Docker events received and not yet applied. */
+  private eventsWaiting(): boolean {
+    const p = this.pending;
+    return p.containers.size + p.removed.size + p.networks.size > 0;
+  }
   private violationInput: { world: World; policySet: PolicySet; plan: RulesetPlan } | undefined;
   private statusSavedAt = 0;
   private lastError: { at: string; message: string } | undefined;
@@ -153,6 +160,8 @@ export class Controller {
     this.violationDebounce = new Debouncer(
       () =>
         void this.enqueue('violations', async () => {
+          // Events waiting go first: analyse after them (the newest world wins anyway).
+          if (this.eventsWaiting()) return this.violationDebounce.trigger();
           const v = this.violationInput;
           this.violationInput = undefined;
           if (v) this.updateViolations(v.world, v.policySet, v.plan);
@@ -685,6 +694,13 @@ export class Controller {
   checkDrift(reason: string): Promise<DriftReport | undefined> {
     return this.enqueue('drift check', async () => {
       if (!this.applied) return undefined;
+      // Events waiting go first (a drift check may read and parse the whole table); a periodic check
+      // gives way at most 3 times in a row, so that constant churn cannot starve it.
+      if (reason === 'periodic' && this.eventsWaiting() && this.driftDeferred < 3) {
+        this.driftDeferred++;
+        return undefined;
+      }
+      this.driftDeferred = 0;
       const d = await this.drift();
       if (d.drifted) {
         this.repairNote(d, reason);
