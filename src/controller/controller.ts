@@ -123,14 +123,7 @@ export class Controller {
   private statusDirty = true;
   private policyGeneration = 0;
   private violationDebounce!: Debouncer;
-  private lastCompile: { mode: string; reason?: string } | undefined;
   private driftDeferred = 0;
-
-  /** Docker events received and not yet applied. */
-  private eventsWaiting(): boolean {
-    const p = this.pending;
-    return p.containers.size + p.removed.size + p.networks.size > 0;
-  }
   private violationInput: { world: World; policySet: PolicySet; plan: RulesetPlan } | undefined;
   private statusSavedAt = 0;
   private lastError: { at: string; message: string } | undefined;
@@ -417,6 +410,12 @@ export class Controller {
     this.debouncer.trigger();
   }
 
+  /** Docker events received and not yet applied. */
+  private eventsWaiting(): boolean {
+    const p = this.pending;
+    return p.containers.size + p.removed.size + p.networks.size > 0;
+  }
+
   private async processPending(): Promise<void> {
     const p = this.pending;
     this.pending = { containers: new Set(), removed: new Set(), networks: new Set(), eventTimes: [] };
@@ -433,7 +432,7 @@ export class Controller {
 
   // ------------------------------------------------------------------ reconcile
 
-  private desiredPlan(world: World): { plan: RulesetPlan; policySet: PolicySet } {
+  private desiredPlan(world: World): { plan: RulesetPlan; policySet: PolicySet; compile: { mode: string; reason?: string } } {
     const sets = [this.filePolicy];
     if (this.options.labels !== false) {
       const labels = compileLabels(world);
@@ -450,13 +449,12 @@ export class Controller {
     const key = `${fileId}|${sets.length > 1 ? JSON.stringify(sets[1]) : ''}`;
     const compiled = this.session.compile(world, policySet, key);
     this.metrics.compiles.inc({ mode: compiled.mode });
-    this.lastCompile = { mode: compiled.mode, reason: compiled.reason };
     let plan = compiled.plan;
     if (this.options.failClosedPools?.length) {
       const unmanaged = world.networks.filter((n) => !plan.managedNetworks.includes(n.name)).flatMap((n) => n.subnets);
       plan = withFailClosedPools(plan, this.options.failClosedPools, unmanaged);
     }
-    return { plan, policySet };
+    return { plan, policySet, compile: { mode: compiled.mode, reason: compiled.reason } };
   }
 
   /**
@@ -467,7 +465,7 @@ export class Controller {
   private async reconcile(trigger: string, o: { eventTimes?: number[]; containers?: string[]; full?: boolean }): Promise<void> {
     const t0 = process.hrtime.bigint();
     const world = this.live.world();
-    let desired: { plan: RulesetPlan; policySet: PolicySet };
+    let desired: ReturnType<Controller['desiredPlan']>;
     try {
       desired = this.desiredPlan(world);
     } catch (e) {
@@ -524,7 +522,7 @@ export class Controller {
       this.store.recordApply({ at: this.appliedAt, reason: trigger, mode, ok: true, durationMs: ms, endpoints: world.endpoints.length, detail: detail?.slice(0, 2000) });
     }
     const names = (o.containers ?? []).map((id) => world.endpoints.find((e) => e.id === id)).filter((e) => !!e).map((e) => endpointDisplayName(e!));
-    this.log[mode === 'unchanged' ? 'debug' : 'info']({ trigger, mode, compile: this.lastCompile?.mode, compileReason: this.lastCompile?.reason, ms: Math.round(ms * 10) / 10, endpoints: world.endpoints.length, containers: names.length ? names : undefined }, 'ruleset applied');
+    this.log[mode === 'unchanged' ? 'debug' : 'info']({ trigger, mode, compile: desired.compile.mode, compileReason: desired.compile.reason, ms: Math.round(ms * 10) / 10, endpoints: world.endpoints.length, containers: names.length ? names : undefined }, 'ruleset applied');
     for (const w of plan.warnings) this.log.warn({ warning: w }, 'enforcement warning');
     // Off the event path: a burst of events is not held up by the analysis behind the violations.
     this.violationInput = { world, policySet: desired.policySet, plan };
@@ -579,19 +577,10 @@ export class Controller {
   }
 
   private async doResync(reason: string): Promise<void> {
-    if (reason === 'periodic' && this.applied && this.synced && this.dockerConnected && this.pending.eventTimes.length === 0 && (await this.live.unchangedSinceLoad().catch(() => false))) {
-      // Docker lists what the last full read saw and no event came since: nothing to re-read or
-      // recompile. Only the kernel side is checked (and repaired).
-      const d = await this.drift();
-      if (d.drifted) {
-        this.repairNote(d, reason);
-        await this.reconcile(`resync ${reason}`, { full: true });
-        this.repaired();
-        await this.drift();
-      }
-      return;
-    }
-    await this.live.loadAll();
+    // Periodic, with Docker listing what the last full read saw and no event since: nothing to re-read
+    // or recompile; only the kernel side is checked (and repaired).
+    const unchanged = reason === 'periodic' && !!this.applied && this.synced && this.dockerConnected && this.pending.eventTimes.length === 0 && (await this.live.unchangedSinceLoad().catch(() => false));
+    if (!unchanged) await this.live.loadAll();
     let full = !this.applied;
     let drifted = false;
     if (this.applied) {
@@ -602,9 +591,13 @@ export class Controller {
         drifted = true;
       }
     }
+    if (unchanged && !drifted) return;
     // Events queued meanwhile are covered by the fresh read.
-    const times = this.pending.eventTimes;
-    this.pending = { containers: new Set(), removed: new Set(), networks: new Set(), eventTimes: [] };
+    let times: number[] = [];
+    if (!unchanged) {
+      times = this.pending.eventTimes;
+      this.pending = { containers: new Set(), removed: new Set(), networks: new Set(), eventTimes: [] };
+    }
     await this.reconcile(`resync ${reason}`, { full, eventTimes: times });
     if (drifted) {
       this.repaired();

@@ -39,10 +39,6 @@ export function hasDockerUserJump(save: string): boolean | undefined {
   return /^-A FORWARD -j DOCKER-USER\s*$/m.test(save);
 }
 
-export async function readDockerUserJump(netns?: string): Promise<boolean | undefined> {
-  return (await readJumps(netns)).dockerUserJump;
-}
-
 /**
  * From one `iptables-save -t filter`: the FORWARD -> DOCKER-USER jump, and (with `chainPrefix`) whether
  * moat's forward chain is jumped from DOCKER-USER (or FORWARD where there is no DOCKER-USER).
@@ -78,7 +74,7 @@ export function editedChains(reference: Record<string, string> | undefined, actu
 export async function detectDrift(
   backend: NftBackend | IptablesBackend,
   plan: RulesetPlan,
-  options: { checkJump?: boolean; netns?: string; ruleDigest?: Record<string, string>; actual?: RulesetSummary; expected?: RulesetSummary } = {},
+  options: { checkJump?: boolean; netns?: string; ruleDigest?: Record<string, string>; expected?: RulesetSummary } = {},
 ): Promise<DriftReport & { actual: RulesetSummary }> {
   // iptables: one plan rule becomes several iptables rules (NFLOG + DROP, one per port chunk, the
   // dispatch of a verdict map), so the reference is what the kernel held right after moat's apply.
@@ -88,7 +84,7 @@ export async function detectDrift(
     expected.sets = {};
     expected.maps = {};
   }
-  const actual = options.actual ?? (await backend.readBack());
+  const actual = await backend.readBack();
   const d = describeDrift(expected, actual);
   const report: DriftReport & { actual: RulesetSummary } = { drifted: d.drifted, findings: d.findings, diff: d.diff, actual };
   for (const c of editedChains(options.ruleDigest, actual)) {

@@ -41,19 +41,6 @@ function elemText(value: string, owner: string): string {
   return `${elementText(value).text} comment "${safeComment(owner)}"`;
 }
 
-/** Fast path: most sets are unchanged and in the same order. */
-function sameElements(a: AddressSet['elements'], b: AddressSet['elements']): boolean {
-  if (a.length !== b.length) return false;
-  for (let i = 0; i < a.length; i++) if (a[i].value !== b[i].value || a[i].owner !== b[i].owner) return false;
-  return true;
-}
-
-function sameMapElements(a: VerdictMap['elements'], b: VerdictMap['elements']): boolean {
-  if (a.length !== b.length) return false;
-  for (let i = 0; i < a.length; i++) if (a[i].key !== b[i].key || a[i].chain !== b[i].chain || a[i].owner !== b[i].owner) return false;
-  return true;
-}
-
 /**
  * Elements of `a` not in `b` and of `b` not in `a`, by `key`. Plans list elements in a stable order,
  * so one added or removed container leaves a long common prefix and suffix: only the middle is hashed.
@@ -137,7 +124,7 @@ export function incrementalScript(prev: RulesetPlan, next: RulesetPlan, options:
       continue;
     }
     // The compile session hands unchanged sets over as the same objects: nothing to compare.
-    if (p === s || p.elements === s.elements || sameElements(p.elements, s.elements)) continue;
+    if (p === s || p.elements === s.elements) continue;
     const { gone, come } = changed(p.elements, s.elements, (x, y) => x.value === y.value && x.owner === y.owner, (e) => setKey(e.value, e.owner));
     if (gone.length) {
       dels.push(elementCommand('delete', t, s, gone));
@@ -158,7 +145,7 @@ export function incrementalScript(prev: RulesetPlan, next: RulesetPlan, options:
   }
   for (const m of next.maps) {
     const p = prevMaps.get(m.name)!;
-    if (p === m || p.elements === m.elements || sameMapElements(p.elements, m.elements)) continue;
+    if (p === m || p.elements === m.elements) continue;
     const key = (e: VerdictMap['elements'][number]) => `${e.key}\u0000${e.chain}\u0000${e.owner}`;
     const { gone, come } = changed(p.elements, m.elements, (x, y) => x.key === y.key && x.chain === y.chain && x.owner === y.owner, key);
     // Deleting a map element names the key only.

@@ -14,12 +14,12 @@
 // change, a new identity, egress rules with named ports (their clauses depend on every destination),
 // shared network namespaces, an address claimed twice, a new address family, or more than a handful of
 // changes at once. `test/unit/enforce/session.test.ts` checks the results against full compiles.
-import type { Family } from '../../model/address.js';
+import { cidrContains, parseCidr, type Family } from '../../model/address.js';
 import type { Peer, PolicySet } from '../../model/ir.js';
 import { resolveWorld } from '../../analysis/resolve.js';
 import { endpointDisplayName, type Endpoint, type World } from '../../model/world.js';
 import type { AddressSet, PlanChain, PlanRule, RulesetPlan, VerdictMap } from '../plan-model.js';
-import { canonicalAddress, canonicalCidr, safeComment } from '../validate.js';
+import { canonicalAddress, safeComment } from '../validate.js';
 
 function canon(ip: string): string {
   try {
@@ -28,7 +28,7 @@ function canon(ip: string): string {
     return ip;
   }
 }
-import { compile, endpointFamilies, SET, type CompileOptions } from './compile.js';
+import { compile, endpointFamilies, type CompileOptions } from './compile.js';
 import { buildEnforcementInput, type InputOptions } from './input.js';
 
 export interface SessionOptions extends CompileOptions, InputOptions {
@@ -72,35 +72,10 @@ function sameList<T>(a: T[], b: T[]): boolean {
 function coveredByCidr(set: AddressSet, addr: string): boolean {
   for (const e of set.elements) {
     if (!e.value.includes('/')) continue;
-    try {
-      if (cidrHas(e.value, addr)) return true;
-    } catch {
-      /* not comparable */
-    }
+    const c = parseCidr(e.value);
+    if (c && cidrContains(c, addr)) return true;
   }
   return false;
-}
-
-function cidrHas(cidr: string, addr: string): boolean {
-  const c = canonicalCidr(cidr);
-  const a = canonicalCidr(addr);
-  if (c.family !== a.family) return false;
-  const bits = c.family === 4 ? 32 : 128;
-  const toBig = (t: string) => {
-    const text = t.slice(0, t.indexOf('/'));
-    if (c.family === 4) return text.split('.').reduce((n, x) => (n << 8n) | BigInt(Number(x)), 0n);
-    return BigInt(`0x${expand6(text)}`);
-  };
-  const shift = BigInt(bits - c.prefix);
-  return toBig(c.text) >> shift === toBig(a.text) >> shift;
-}
-
-function expand6(text: string): string {
-  const [head, tail] = text.split('::');
-  const h = head ? head.split(':') : [];
-  const t = tail !== undefined ? (tail ? tail.split(':') : []) : [];
-  const mid = tail !== undefined ? Array(8 - h.length - t.length).fill('0') : [];
-  return [...h, ...mid, ...t].map((x) => x.padStart(4, '0')).join('');
 }
 
 export class CompileSession {
@@ -305,4 +280,3 @@ export class CompileSession {
   }
 }
 
-export { SET };

@@ -196,7 +196,7 @@ const ERRNO: Record<number, string> = { 1: 'EPERM', 2: 'ENOENT', 12: 'ENOMEM', 1
 export class NftNetlink {
   private seq = Math.floor(Math.random() * 0x3fffffff) + 1;
   private pending?: { first: number; last: number; seqs: Set<number>; errors: string[]; done: () => void; gen?: number };
-  private chain: Promise<void> = Promise.resolve();
+  private chain: Promise<unknown> = Promise.resolve();
 
   private constructor(private readonly sock: RawSocket) {
     sock.on('message', (buf) => this.onMessage(buf));
@@ -250,26 +250,28 @@ export class NftNetlink {
   }
 
   /**
-   * Applies the element changes to `inet <table>` in one transaction. Throws NetlinkError (and the
-   * kernel keeps what it had) when any element cannot be applied, e.g. a set or chain that does not
-   * exist, an element to delete that is absent, or overlapping intervals.
+   * Sends `buffer` (messages numbered `first`..`last`, of which `acked` ask for an answer) and waits
+   * until each of those is answered, an error comes back, or the time is up. One exchange at a time.
    */
-  apply(table: string, changes: ElementChange[], timeoutMs = 5000): Promise<void> {
-    const run = async () => {
-      if (changes.every((c) => c.elements.length === 0)) return;
-      const first = this.seq;
-      const { buffer, seqs, lastSeq } = encodeBatch(table, changes, first);
-      this.seq = (lastSeq + 1) % 0x7fffffff || 1;
-      await new Promise<void>((resolve, reject) => {
-        const timer = setTimeout(() => finish(`no answer from the kernel in ${timeoutMs} ms`), timeoutMs);
-        const finish = (err?: string) => {
-          clearTimeout(timer);
-          this.pending = undefined;
-          this.sock.unref();
-          if (err) reject(new NetlinkError(`nf_tables netlink transaction failed: ${err}`));
-          else resolve();
+  private exchange(buffer: Buffer, first: number, last: number, acked: number[], timeoutMs: number): Promise<{ errors: string[]; gen?: number }> {
+    const run = () =>
+      new Promise<{ errors: string[]; gen?: number }>((resolve) => {
+        const timer = setTimeout(() => {
+          state.errors.push(`no answer from the kernel in ${timeoutMs} ms`);
+          state.done();
+        }, timeoutMs);
+        const state: NonNullable<NftNetlink['pending']> = {
+          first,
+          last,
+          seqs: new Set(acked),
+          errors: [],
+          done: () => {
+            clearTimeout(timer);
+            this.pending = undefined;
+            this.sock.unref();
+            resolve({ errors: state.errors, gen: state.gen });
+          },
         };
-        const state = { first, last: lastSeq, seqs: new Set(seqs), errors: [] as string[], done: () => finish(state.errors.length ? state.errors.join('; ') : undefined) };
         this.pending = state;
         this.sock.ref();
         this.sock.send(buffer, {}, (err?: Error) => {
@@ -279,50 +281,42 @@ export class NftNetlink {
           }
         });
       });
-    };
     const p = this.chain.then(run, run);
-    this.chain = p.catch(() => undefined);
+    this.chain = p.then(() => undefined);
     return p;
+  }
+
+  /** The next `n` sequence numbers. */
+  private take(n: number): number {
+    const first = this.seq;
+    this.seq = (first + n) % 0x7fffffff || 1;
+    return first;
+  }
+
+  /**
+   * Applies the element changes to `inet <table>` in one transaction. Throws NetlinkError (and the
+   * kernel keeps what it had) when any element cannot be applied, e.g. a set or chain that does not
+   * exist, an element to delete that is absent, or overlapping intervals.
+   */
+  async apply(table: string, changes: ElementChange[], timeoutMs = 5000): Promise<void> {
+    if (changes.every((c) => c.elements.length === 0)) return;
+    const first = this.seq;
+    const { buffer, seqs, lastSeq } = encodeBatch(table, changes, first);
+    this.take(lastSeq - first + 1);
+    const { errors } = await this.exchange(buffer, first, lastSeq, seqs, timeoutMs);
+    if (errors.length) throw new NetlinkError(`nf_tables netlink transaction failed: ${errors.join('; ')}`);
   }
 
   /**
    * The ruleset generation: the kernel increments it on every nf_tables commit, by anyone (nft,
    * iptables-nft, firewalld, Docker). An unchanged generation means an unchanged ruleset.
    */
-  generation(timeoutMs = 5000): Promise<number> {
-    const run = () =>
-      new Promise<number>((resolve, reject) => {
-        const seq = this.seq;
-        this.seq = (seq + 1) % 0x7fffffff || 1;
-        const timer = setTimeout(() => state.done(), timeoutMs);
-        const state: NonNullable<NftNetlink['pending']> = {
-          first: seq,
-          last: seq,
-          seqs: new Set([seq]),
-          errors: [],
-          done: () => {
-            clearTimeout(timer);
-            this.pending = undefined;
-            this.sock.unref();
-            if (state.gen !== undefined && state.errors.length === 0) resolve(state.gen);
-            else reject(new NetlinkError(`cannot read the nf_tables generation: ${state.errors.join('; ') || 'no answer'}`));
-          },
-        };
-        this.pending = state;
-        this.sock.ref();
-        this.sock.send(message((NFNL_SUBSYS_NFTABLES << 8) | NFT_MSG_GETGEN, NLM_F_REQUEST | NLM_F_ACK, seq, 0, 0, []), {}, (err?: Error) => {
-          if (err) {
-            state.errors.push(err.message);
-            state.done();
-          }
-        });
-      });
-    const p = this.chain.then(run, run);
-    this.chain = p.then(
-      () => undefined,
-      () => undefined,
-    );
-    return p;
+  async generation(timeoutMs = 5000): Promise<number> {
+    const seq = this.take(1);
+    const msg = message((NFNL_SUBSYS_NFTABLES << 8) | NFT_MSG_GETGEN, NLM_F_REQUEST | NLM_F_ACK, seq, 0, 0, []);
+    const { errors, gen } = await this.exchange(msg, seq, seq, [seq], timeoutMs);
+    if (gen === undefined || errors.length) throw new NetlinkError(`cannot read the nf_tables generation: ${errors.join('; ') || 'no answer'}`);
+    return gen;
   }
 
   close(): void {
