@@ -18,16 +18,11 @@ import { fileURLToPath } from 'node:url';
 import { request } from '../src/controller/server.js';
 import type { Endpoint, Network } from '../src/model/world.js';
 import { syntheticEndpoints } from './enforce-world.js';
+import { CLK_TCK, numberArg, procMem, procStat } from './proc.js';
 
-const arg = (name: string, def: number) => {
-  const i = process.argv.indexOf(`--${name}`);
-  const v = i > 0 ? Number(process.argv[i + 1]) : def;
-  if (!Number.isFinite(v) || v < 0) throw new Error(`bad --${name}`);
-  return v;
-};
-const N = Math.min(arg('endpoints', 1000), 20_000);
-const IDLE_S = Math.min(arg('idle', 60), 600);
-const EVENTS = Math.min(arg('events', 100), 1000);
+const N = Math.min(numberArg('endpoints', 1000), 20_000);
+const IDLE_S = Math.min(numberArg('idle', 60), 600);
+const EVENTS = Math.min(numberArg('events', 100), 1000);
 const REPO = join(dirname(fileURLToPath(import.meta.url)), '..');
 const tag = randomBytes(3).toString('hex');
 const table = `moatk${tag}`;
@@ -35,7 +30,6 @@ const dir = mkdtempSync(join(tmpdir(), `moat-1k-${tag}-`));
 const dockerSock = join(dir, 'docker.sock');
 const moatSock = join(dir, 'moat.sock');
 const policyDir = join(dir, 'policies');
-const CLK_TCK = 100;
 
 // ---- the fake engine ----------------------------------------------------------------------
 const hex = (s: string) => createHash('sha256').update(s).digest('hex');
@@ -116,12 +110,7 @@ mkdirSync(policyDir, { recursive: true });
 writeFileSync(join(policyDir, 'p.yaml'), `apiVersion: moat/v1\nkind: Policy\nmetadata:\n  name: fake-1k\ngroups:\n${groups.join('\n')}\n`);
 
 // ---- run ----------------------------------------------------------------------------------
-const procStat = (pid: number) => {
-  const f = readFileSync(`/proc/${pid}/stat`, 'utf8');
-  const x = f.slice(f.lastIndexOf(')') + 2).split(' ');
-  return { self: Number(x[11]) + Number(x[12]), children: Number(x[13]) + Number(x[14]) };
-};
-const rssMb = (pid: number) => Number(/^VmRSS:\s+(\d+)/m.exec(readFileSync(`/proc/${pid}/status`, 'utf8'))?.[1] ?? NaN) / 1024;
+const rssMb = (pid: number) => procMem(pid).rss;
 const get = async (p: string) => {
   try {
     return await request({ kind: 'unix', path: moatSock }, p, undefined, 5000);

@@ -7,7 +7,7 @@
 // cstime: the `nft` and `iptables-save` children it waited for) before and after an idle window with
 // no Docker event. Prints CPU seconds, % of one core, and RSS (VmRSS, VmHWM). Removes everything after.
 import { spawn } from 'node:child_process';
-import { mkdtempSync, openSync, readFileSync, rmSync, writeFileSync, mkdirSync } from 'node:fs';
+import { mkdtempSync, openSync, rmSync, writeFileSync, mkdirSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -17,25 +17,19 @@ import { request } from '../src/controller/server.js';
 import { NftBackend } from '../src/enforce/backends/nft/backend.js';
 import { BUSYBOX_IMAGE, ensureBusyboxImage } from '../src/demo/images.js';
 import { listenerCommand } from '../src/demo/bringup.js';
+import { CLK_TCK, numberArg, procMem, procStat } from './proc.js';
 
-const arg = (name: string, def: number) => {
-  const i = process.argv.indexOf(`--${name}`);
-  const v = i > 0 ? Number(process.argv[i + 1]) : def;
-  if (!Number.isFinite(v) || v < 0) throw new Error(`bad --${name}`);
-  return v;
-};
-const N = Math.min(arg('containers', 100), 250);
-const IDLE_S = Math.min(arg('idle', 60), 600);
-const SETTLE_S = Math.min(arg('settle', 5), 120);
+const N = Math.min(numberArg('containers', 100), 250);
+const IDLE_S = Math.min(numberArg('idle', 60), 600);
+const SETTLE_S = Math.min(numberArg('settle', 5), 120);
 /** The controller's timers in seconds (0 disables one), to attribute the idle cost. */
-const RESYNC_S = Math.min(arg('resync', 60), 3600);
-const DRIFT_S = Math.min(arg('drift', 10), 3600);
+const RESYNC_S = Math.min(numberArg('resync', 60), 3600);
+const DRIFT_S = Math.min(numberArg('drift', 10), 3600);
 const REPO = join(dirname(fileURLToPath(import.meta.url)), '..');
 // The user's launcher (bin/moat.js): the compiled CLI when `npm run build` is current, else tsx.
 // --source runs the TypeScript sources through tsx instead, for comparison.
 const FROM_SOURCE = process.argv.includes('--source');
 const CLI = join(REPO, 'bin', 'moat.js');
-const CLK_TCK = 100; // Linux USER_HZ
 const sleep = (ms: number) => new Promise<void>((r) => setTimeout(r, ms));
 
 const project = `moatidle${BigInt(`0x${randomBytes(6).toString('hex')}`).toString(36)}`.slice(0, 24);
@@ -62,17 +56,6 @@ async function metricSum(name: string): Promise<number> {
   }
 }
 
-function procStat(pid: number): { self: number; children: number } {
-  const s = readFileSync(`/proc/${pid}/stat`, 'utf8');
-  const f = s.slice(s.lastIndexOf(')') + 2).split(' '); // f[0] is field 3 (state)
-  const n = (k: number) => Number(f[k - 3]);
-  return { self: n(14) + n(15), children: n(16) + n(17) };
-}
-function procMem(pid: number): { rss: number; hwm: number } {
-  const s = readFileSync(`/proc/${pid}/status`, 'utf8');
-  const kb = (k: string) => Number(new RegExp(`^${k}:\\s+(\\d+)`, 'm').exec(s)?.[1] ?? NaN);
-  return { rss: kb('VmRSS') / 1024, hwm: kb('VmHWM') / 1024 };
-}
 async function status(): Promise<Record<string, any> | undefined> { // eslint-disable-line @typescript-eslint/no-explicit-any
   try {
     const r = await request({ kind: 'unix', path: sock }, '/status', undefined, 5000);

@@ -125,19 +125,22 @@ let availability: Promise<{ docker?: Docker; reason?: string }> | undefined;
  * Makes sure an engine answers (running scripts/ensure-dockerd.sh when needed) and the test image exists.
  * Resolves to a client, or to the reason why not. Memoised per process.
  */
+/** Whether the engine answers `GET /_ping`. */
+export async function engineAnswers(docker: Docker): Promise<boolean> {
+  try {
+    await docker.ping();
+    return true;
+  } catch {
+    return false;
+  }
+}
+
 export function dockerAvailability(): Promise<{ docker?: Docker; reason?: string }> {
   availability ??= (async () => {
     if (process.platform !== 'linux') return { reason: 'integration tests need Linux' };
     if (process.getuid?.() !== 0) return { reason: 'integration tests need root (dockerd, nsenter, netfilter)' };
     const docker = new Docker({ socketPath: '/var/run/docker.sock', timeout: 60_000 });
-    const ping = async () => {
-      try {
-        await docker.ping();
-        return true;
-      } catch {
-        return false;
-      }
-    };
+    const ping = () => engineAnswers(docker);
     if (!(await ping())) {
       const script = join(REPO, 'scripts', 'ensure-dockerd.sh');
       if (!existsSync(script)) return { reason: `no Docker engine and no ${script}` };

@@ -11,7 +11,7 @@ import { spawnSync } from 'node:child_process';
 import { readFileSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { requireDocker, runContainer } from '../../helpers/docker.js';
+import { engineAnswers, requireDocker, runContainer } from '../../helpers/docker.js';
 import { createProjectNetwork, dbPolicy, labelsFor, makeHarness, reachable, sleep, startController, status, stopController, waitExit, waitFor, writePolicy } from './harness.js';
 
 const REPO = join(dirname(fileURLToPath(import.meta.url)), '..', '..', '..');
@@ -78,17 +78,9 @@ test('dockerd restart: no forbidden connection while it is down or its container
   }
   const docker = await requireDocker(t);
   if (!docker) return;
-  const engineUp = async () => {
-    try {
-      await docker.ping();
-      return true;
-    } catch {
-      return false;
-    }
-  };
   // Whatever happens below, the engine is running again at the end.
   t.after(async () => {
-    if (!(await engineUp())) spawnSync('bash', [join(REPO, 'scripts', 'ensure-dockerd.sh')], { stdio: 'ignore', timeout: 120_000 });
+    if (!(await engineAnswers(docker))) spawnSync('bash', [join(REPO, 'scripts', 'ensure-dockerd.sh')], { stdio: 'ignore', timeout: 120_000 });
   });
   const h = makeHarness('moatrst', ['--drift-interval', '1s', '--resync-interval', '30s']);
   writePolicy(h, dbPolicy(h.project));
