@@ -2,23 +2,27 @@
 // changed (the same policies, networks, namespaces and host), the next plan is the previous one plus
 // or minus those containers' contributions, instead of a recompile of the whole world.
 //
-//   removed container: its elements leave every set and map (they carry its owner), it leaves its
-//     chains' owners; chains left without owners, sets no chain refers to and their NFLOG prefixes go.
-//   added container:   compiled together with one representative of every identity of the previous
-//     plan (so every peer set of the plan exists in that small compile, with the real set names), with
-//     the whole world's address families. Its chains must be chains of the plan already (a known
-//     identity); its addresses join `known`, the verdict maps and each plan set that holds them in the
-//     small compile (its membership of each peer).
+//   removed container: its elements leave the sets and maps that hold them (they carry its owner), it
+//     leaves its chains' owners; chains left without owners, sets no rule refers to any more and
+//     their NFLOG prefixes go.
+//   added container:   compiled alone (with the whole world's address families, the networks it is on
+//     and the policies whose scope can include its namespace). Its chains must be chains of the plan
+//     already (a known identity); its addresses join `known` and the verdict maps, and each peer set
+//     of the plan whose peer selectors match it (decided from the set's peer list).
+//
+// The work per change does not grow with the number of containers: the changed containers are found
+// by identity (the common head and tail of the two lists are skipped), and an index of the plan says
+// which sets, maps and chains hold each container's contributions.
 //
 // Anything the fast path cannot prove equal to a full compile falls back to one: a policy or network
 // change, a new identity, egress rules with named ports (their clauses depend on every destination),
 // shared network namespaces, an address claimed twice, a new address family, or more than a handful of
 // changes at once. `test/unit/enforce/session.test.ts` checks the results against full compiles.
 import { cidrContains, parseCidr, type Family } from '../../model/address.js';
-import type { Peer, PolicySet } from '../../model/ir.js';
+import type { EndpointSelector, Peer, PolicySet } from '../../model/ir.js';
 import { resolveWorld } from '../../analysis/resolve.js';
 import { endpointDisplayName, type Endpoint, type World } from '../../model/world.js';
-import type { AddressSet, PlanChain, PlanRule, RulesetPlan, VerdictMap } from '../plan-model.js';
+import type { AddressSet, MapElement, PlanChain, PlanRule, RulesetPlan, VerdictMap } from '../plan-model.js';
 import { canonicalAddress, safeComment } from '../validate.js';
 
 function canon(ip: string): string {
@@ -29,7 +33,7 @@ function canon(ip: string): string {
   }
 }
 import { compile, endpointFamilies, type CompileOptions } from './compile.js';
-import { buildEnforcementInput, type InputOptions } from './input.js';
+import { buildEnforcementInput, enforcementInputFrom, type InputOptions } from './input.js';
 
 export interface SessionOptions extends CompileOptions, InputOptions {
   /** Most containers added or removed in one delta (default 8); more is a full compile. */
@@ -50,6 +54,82 @@ interface Prev {
   plan: RulesetPlan;
   families: Family[];
   endpoints: Map<string, Endpoint>;
+  index: PlanIndex;
+}
+
+/**
+ * Where each container's contributions sit in the plan, so that a delta touches only them (the
+ * work per change does not grow with the number of containers). Built after every full compile and
+ * kept up to date by each delta; any delta that gives up is followed by a full compile, which builds
+ * it again.
+ */
+interface PlanIndex {
+  /** Canonical address -> owner (`ctr:<id>`), from known4/known6. */
+  addrOwner: Map<string, string>;
+  /** Owner -> its addresses. */
+  ownerAddrs: Map<string, string[]>;
+  /** Owner -> names of the sets holding its elements (may name sets since removed). */
+  ownerSets: Map<string, Set<string>>;
+  /** Owner -> names of the verdict maps holding its elements. */
+  ownerMaps: Map<string, Set<string>>;
+  /** Container id -> names of the chains it owns. */
+  idChains: Map<string, Set<string>>;
+  /** Set name -> number of rules referring to it. */
+  setRefs: Map<string, number>;
+  chainNames: Set<string>;
+}
+
+function addTo<K, V>(m: Map<K, Set<V>>, k: K, v: V): void {
+  const s = m.get(k);
+  if (s) s.add(v);
+  else m.set(k, new Set([v]));
+}
+
+function indexPlan(plan: RulesetPlan): PlanIndex {
+  const ix: PlanIndex = { addrOwner: new Map(), ownerAddrs: new Map(), ownerSets: new Map(), ownerMaps: new Map(), idChains: new Map(), setRefs: new Map(), chainNames: new Set() };
+  for (const s of plan.sets) {
+    const known = s.name.startsWith('known');
+    for (const el of s.elements) {
+      if (!el.owner.startsWith('ctr:')) continue;
+      addTo(ix.ownerSets, el.owner, s.name);
+      if (known) {
+        ix.addrOwner.set(el.value, el.owner);
+        const list = ix.ownerAddrs.get(el.owner);
+        if (list) list.push(el.value);
+        else ix.ownerAddrs.set(el.owner, [el.value]);
+      }
+    }
+  }
+  for (const m of plan.maps) for (const el of m.elements) addTo(ix.ownerMaps, el.owner, m.name);
+  for (const c of plan.chains) {
+    ix.chainNames.add(c.name);
+    for (const o of c.owners) addTo(ix.idChains, o, c.name);
+    for (const r of c.rules) for (const n of setsOf(r)) ix.setRefs.set(n, (ix.setRefs.get(n) ?? 0) + 1);
+  }
+  return ix;
+}
+
+/**
+ * The containers added and removed between two lists that keep their order (the controller's world
+ * does): the common prefix and suffix are skipped by identity, and a small middle is compared. Returns
+ * undefined when the middle is large (the caller then compares by id).
+ */
+function listChanges(prev: Endpoint[], next: Endpoint[], max: number): { added: Endpoint[]; removed: Endpoint[] } | undefined {
+  let head = 0;
+  while (head < prev.length && head < next.length && prev[head] === next[head]) head++;
+  let tail = 0;
+  while (tail < prev.length - head && tail < next.length - head && prev[prev.length - 1 - tail] === next[next.length - 1 - tail]) tail++;
+  const was = prev.slice(head, prev.length - tail);
+  const is = next.slice(head, next.length - tail);
+  if (was.length + is.length > 4 * max) return undefined;
+  const wasSet = new Set(was);
+  const isSet = new Set(is);
+  return { added: is.filter((e) => !wasSet.has(e)), removed: was.filter((e) => !isSet.has(e)) };
+}
+
+/** Can the selector's namespace scope include any of these namespaces? (A cheap, conservative test.) */
+function scopeMayInclude(sel: EndpointSelector, namespaces: Set<string>): boolean {
+  return sel.namespaces.kind !== 'names' || sel.namespaces.names.some((n) => namespaces.has(n));
 }
 
 const FIXED_SETS = new Set(['managed4', 'managed6', 'known4', 'known6', 'notinet4', 'notinet6']);
@@ -115,7 +195,6 @@ export class CompileSession {
     if (why === undefined) {
       const r = this.delta(this.prev!, world, policies);
       if (r.plan) {
-        this.remember(world, policies, policyKey, r.plan, this.prev!.families);
         this.stats.delta++;
         return { plan: r.plan, mode: 'delta' };
       }
@@ -128,13 +207,9 @@ export class CompileSession {
     const input = buildEnforcementInput(world, policies, this.options);
     const families = endpointFamilies(input.endpoints);
     const plan = compile(input, { ...this.options, families });
-    this.remember(world, policies, policyKey, plan, families);
+    this.prev = { world, policies, policyKey, plan, families, endpoints: new Map(world.endpoints.map((e) => [e.id, e])), index: indexPlan(plan) };
     this.stats.full++;
     return { plan, mode: 'full', reason };
-  }
-
-  private remember(world: World, policies: PolicySet, policyKey: string, plan: RulesetPlan, families: Family[]): void {
-    this.prev = { world, policies, policyKey, plan, families, endpoints: new Map(world.endpoints.map((e) => [e.id, e])) };
   }
 
   /** Why the change from the previous world cannot be a delta (undefined: it may be). */
@@ -148,102 +223,147 @@ export class CompileSession {
     return undefined;
   }
 
+  /**
+   * The next plan from the previous one, or why not. On success `prev` (its plan and index) moves to
+   * the new world; on failure it is left half-updated, and the caller's full compile replaces it.
+   */
   private delta(prev: Prev, world: World, policies: PolicySet): { plan?: RulesetPlan; reason: string } {
-    const now = new Map(world.endpoints.map((e) => [e.id, e]));
-    const removed = [...prev.endpoints.values()].filter((e) => now.get(e.id) !== e);
-    const added = world.endpoints.filter((e) => prev.endpoints.get(e.id) !== e);
-    if (removed.length + added.length > (this.options.maxDelta ?? 8)) return { reason: `${removed.length + added.length} changes at once` };
+    const max = this.options.maxDelta ?? 8;
+    const changes = listChanges(prev.world.endpoints, world.endpoints, max) ?? this.changesById(prev, world);
+    if (!changes) return { reason: 'too many changes at once' };
+    const { added, removed } = changes;
+    if (removed.length + added.length > max) return { reason: `${removed.length + added.length} changes at once` };
     for (const e of [...removed, ...added]) if (e.networkMode.kind !== 'bridge') return { reason: `${endpointDisplayName(e)} is not in bridge mode` };
 
     let plan = prev.plan;
     if (removed.length) {
-      const r = this.remove(plan, removed, world);
+      const r = this.remove(plan, prev.index, removed, added);
       if (!r.plan) return r;
       plan = r.plan;
     }
     if (added.length) {
-      const r = this.add(plan, added, world, policies, prev.families);
+      const r = this.add(plan, prev.index, added, world, policies, prev.families);
       if (!r.plan) return r;
       plan = r.plan;
     }
+    for (const e of removed) prev.endpoints.delete(e.id);
+    for (const e of added) prev.endpoints.set(e.id, e);
+    this.prev = { ...prev, world, policies, plan };
     return { plan, reason: '' };
   }
 
-  private remove(plan: RulesetPlan, gone: Endpoint[], world: World): { plan?: RulesetPlan; reason: string } {
+  /** Containers added and removed, by id (the lists' orders differ). */
+  private changesById(prev: Prev, world: World): { added: Endpoint[]; removed: Endpoint[] } {
+    const now = new Map<string, Endpoint>();
+    const added: Endpoint[] = [];
+    for (const e of world.endpoints) {
+      now.set(e.id, e);
+      if (prev.endpoints.get(e.id) !== e) added.push(e);
+    }
+    const removed: Endpoint[] = [];
+    for (const e of prev.endpoints.values()) if (now.get(e.id) !== e) removed.push(e);
+    return { added, removed };
+  }
+
+  private remove(plan: RulesetPlan, ix: PlanIndex, gone: Endpoint[], added: Endpoint[]): { plan?: RulesetPlan; reason: string } {
     if (plan.warnings.some((w) => /claimed by/.test(w))) return { reason: 'an address is claimed twice' };
     const owners = new Set(gone.map(ownerOf));
     const ids = new Set(gone.map((e) => e.id));
     // Its addresses, from the plan (elements carry their owner).
     const addrs = new Set<string>();
-    for (const s of plan.sets) if (s.name.startsWith('known')) for (const el of s.elements) if (owners.has(el.owner)) addrs.add(el.value);
+    for (const o of owners) for (const a of ix.ownerAddrs.get(o) ?? []) addrs.add(a);
     // Another container now on one of those addresses: a full compile decides who owns it. (A new
-    // version of the same container, e.g. after `start`, is removed here and added back below.)
-    for (const e of world.endpoints) {
+    // version of the same container, e.g. after `start`, is removed here and added back below.) Only
+    // a container new to this world can hold one: every address had a single owner.
+    for (const e of added) {
       if (ids.has(e.id)) continue;
       for (const a of e.attachments) for (const ip of [a.ipv4, a.ipv6]) if (ip && addrs.has(canon(ip))) return { reason: `address ${ip} reused` };
     }
+    const touched = new Set<string>();
+    for (const id of ids) for (const n of ix.idChains.get(id) ?? []) touched.add(n);
+    const dropped: PlanChain[] = [];
     const chains: PlanChain[] = [];
     for (const c of plan.chains) {
-      if (!c.owners.some((o) => ids.has(o))) {
+      if (!touched.has(c.name)) {
         chains.push(c);
         continue;
       }
       const left = c.owners.filter((o) => !ids.has(o));
       if (left.length || c.hook) chains.push({ ...c, owners: left });
+      else dropped.push(c);
     }
-    const used = new Set<string>();
-    for (const c of chains) for (const r of c.rules) for (const s of setsOf(r)) used.add(s);
+    for (const c of dropped) {
+      ix.chainNames.delete(c.name);
+      for (const r of c.rules) for (const n of setsOf(r)) ix.setRefs.set(n, (ix.setRefs.get(n) ?? 1) - 1);
+    }
+    const setNames = new Set<string>();
+    const mapNames = new Set<string>();
+    for (const o of owners) {
+      for (const n of ix.ownerSets.get(o) ?? []) setNames.add(n);
+      for (const n of ix.ownerMaps.get(o) ?? []) mapNames.add(n);
+    }
     const sets: AddressSet[] = [];
     for (const s of plan.sets) {
-      if (!FIXED_SETS.has(s.name) && !used.has(s.name)) continue;
-      sets.push(s.elements.some((el) => owners.has(el.owner)) ? { ...s, elements: s.elements.filter((el) => !owners.has(el.owner)) } : s);
+      if (!FIXED_SETS.has(s.name) && !(ix.setRefs.get(s.name) ?? 0)) continue;
+      sets.push(setNames.has(s.name) ? { ...s, elements: s.elements.filter((el) => !owners.has(el.owner)) } : s);
     }
-    const maps: VerdictMap[] = plan.maps.map((m) => (m.elements.some((el) => owners.has(el.owner)) ? { ...m, elements: m.elements.filter((el) => !owners.has(el.owner)) } : m));
-    const prefixes = new Set<string>();
-    for (const c of chains) for (const r of c.rules) if (r.log) prefixes.add(r.log);
-    const logPrefixes = Object.fromEntries(Object.entries(plan.logPrefixes).filter(([p]) => prefixes.has(p)));
+    const maps: VerdictMap[] = plan.maps.map((m) => (mapNames.has(m.name) ? { ...m, elements: m.elements.filter((el) => !owners.has(el.owner)) } : m));
+    let logPrefixes = plan.logPrefixes;
+    if (dropped.length) {
+      const prefixes = new Set<string>();
+      for (const c of chains) for (const r of c.rules) if (r.log) prefixes.add(r.log);
+      logPrefixes = Object.fromEntries(Object.entries(plan.logPrefixes).filter(([p]) => prefixes.has(p)));
+    }
     const names = gone.map(endpointDisplayName);
     const warnings = plan.warnings.filter((w) => !names.some((n) => w.includes(n)));
+    for (const o of owners) {
+      for (const a of ix.ownerAddrs.get(o) ?? []) if (ix.addrOwner.get(a) === o) ix.addrOwner.delete(a);
+      ix.ownerAddrs.delete(o);
+      ix.ownerSets.delete(o);
+      ix.ownerMaps.delete(o);
+    }
+    for (const id of ids) ix.idChains.delete(id);
     return { plan: { ...plan, sets, maps, chains, logPrefixes, warnings }, reason: '' };
   }
 
-  private add(plan: RulesetPlan, fresh: Endpoint[], world: World, policies: PolicySet, families: Family[]): { plan?: RulesetPlan; reason: string } {
-    // The new containers compiled alone (with the whole world's families): their chains, addresses
-    // and map elements. Their membership of the plan's peer sets is decided below, set by set.
-    const mini: World = { ...world, endpoints: fresh };
-    const input = buildEnforcementInput(mini, policies, this.options);
+  private add(plan: RulesetPlan, ix: PlanIndex, fresh: Endpoint[], world: World, policies: PolicySet, families: Family[]): { plan?: RulesetPlan; reason: string } {
+    // The new containers compiled alone (with the whole world's families, the networks they are on,
+    // and the policies whose scope can include their namespaces): their chains, addresses and map
+    // elements. Their membership of the plan's peer sets is decided below, set by set.
+    const namespaces = new Set(fresh.map((e) => e.namespace));
+    const attached = new Set(fresh.flatMap((e) => e.attachments.map((a) => a.network)));
+    const relevant = policies.policies.filter((p) => scopeMayInclude(p.subject, namespaces));
+    const mini: World = { ...world, endpoints: fresh, networks: world.networks.filter((n) => attached.has(n.name)) };
+    const rw = resolveWorld(mini, relevant.length === policies.policies.length ? policies : { ...policies, policies: relevant });
+    const input = enforcementInputFrom(rw, this.options);
     const freshIds = new Set(fresh.map((e) => e.id));
     const freshInput = input.endpoints.filter((e) => freshIds.has(e.id));
     if (freshInput.length !== fresh.length) return { reason: 'a new container is not enforced the plain way' };
     if (endpointFamilies(freshInput).some((f) => !families.includes(f))) return { reason: 'a new address family' };
     const small = compile(input, { ...this.options, families });
-    const rw = resolveWorld(mini, policies);
 
-    const known = new Set<string>();
-    for (const s of plan.sets) if (s.name.startsWith('known')) for (const el of s.elements) known.add(el.value);
     const freshAddrs = new Map<string, string>(); // address -> owner
     for (const e of freshInput) {
       for (const a of e.addresses) {
-        if (known.has(a) || freshAddrs.has(a)) return { reason: `address ${a} already claimed` };
+        if (ix.addrOwner.has(a) || freshAddrs.has(a)) return { reason: `address ${a} already claimed` };
         freshAddrs.set(a, safeComment(`ctr:${e.id}`));
       }
     }
     if (small.warnings.some((w) => /claimed by/.test(w))) return { reason: 'address claimed twice' };
 
     // Its chains must be chains of the plan (a known identity).
-    const chainNames = new Set(plan.chains.map((c) => c.name));
     const chainOwners = new Map<string, string[]>();
     for (const m of small.maps) {
       for (const el of m.elements) {
         if (!freshAddrs.has(el.key)) continue;
-        if (!chainNames.has(el.chain)) return { reason: `new identity (chain ${el.chain})` };
+        if (!ix.chainNames.has(el.chain)) return { reason: `new identity (chain ${el.chain})` };
       }
     }
     for (const c of small.chains) {
       if (c.hook) continue;
       const mine = c.owners.filter((o) => freshIds.has(o));
       if (mine.length) chainOwners.set(c.name, mine);
-      if (mine.length && !chainNames.has(c.name)) return { reason: `new identity (chain ${c.name})` };
+      if (mine.length && !ix.chainNames.has(c.name)) return { reason: `new identity (chain ${c.name})` };
     }
 
     // Membership: a set of containers chosen by selectors takes a new container's addresses (of its
@@ -255,7 +375,7 @@ export class CompileSession {
       if (!peers) return { reason: `set ${s.name}: unreadable peer list` };
       const add: { value: string; owner: string }[] = [];
       fresh.forEach((e, i) => {
-        if (!peers.some((p) => p.kind === 'endpoints' && rw.members(p.selector)[i] === 1)) return;
+        if (!peers.some((p) => p.kind === 'endpoints' && scopeMayInclude(p.selector, namespaces) && rw.members(p.selector)[i] === 1)) return;
         const r = freshInput.find((x) => x.id === e.id)!;
         for (const a of r.addresses) if ((a.includes(':') ? 6 : 4) === s.family && !coveredByCidr(s, a)) add.push({ value: a, owner: freshAddrs.get(a)! });
       });
@@ -269,14 +389,26 @@ export class CompileSession {
     }
     const sets = plan.sets.map((s) => (additions.has(s.name) ? { ...s, elements: [...s.elements, ...additions.get(s.name)!] } : s));
     const smallMaps = new Map(small.maps.map((m) => [m.name, m]));
+    const mapAdds = new Map<string, MapElement[]>();
     const maps = plan.maps.map((m) => {
       const extra = (smallMaps.get(m.name)?.elements ?? []).filter((el) => freshAddrs.has(el.key));
-      return extra.length ? { ...m, elements: [...m.elements, ...extra] } : m;
+      if (!extra.length) return m;
+      mapAdds.set(m.name, extra);
+      return { ...m, elements: [...m.elements, ...extra] };
     });
     const chains = plan.chains.map((c) => (chainOwners.has(c.name) ? { ...c, owners: [...c.owners, ...chainOwners.get(c.name)!] } : c));
     const names = fresh.map(endpointDisplayName);
     const warnings = [...plan.warnings, ...small.warnings.filter((w) => names.some((n) => w.includes(n)) && !plan.warnings.includes(w))];
+
+    for (const el of [...(additions.get('known4') ?? []), ...(additions.get('known6') ?? [])]) {
+      ix.addrOwner.set(el.value, el.owner);
+      const list = ix.ownerAddrs.get(el.owner);
+      if (list) list.push(el.value);
+      else ix.ownerAddrs.set(el.owner, [el.value]);
+    }
+    for (const [name, els] of additions) for (const el of els) addTo(ix.ownerSets, el.owner, name);
+    for (const [name, els] of mapAdds) for (const el of els) addTo(ix.ownerMaps, el.owner, name);
+    for (const [name, ids] of chainOwners) for (const id of ids) addTo(ix.idChains, id, name);
     return { plan: { ...plan, sets, maps, chains, warnings }, reason: '' };
   }
 }
-

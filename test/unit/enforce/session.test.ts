@@ -73,7 +73,8 @@ function run(name: string, base: World, policies: PolicySet, steps: number, seed
       endpoints.push({ ...like, id: `${like.namespace}/rep${k}`, name: `rep${k}`, containerName: `rep${k}`, attachments: newAddress(k, like) });
       k++;
     }
-    const world: World = { ...base, endpoints: [...endpoints] };
+    // Every fifth world lists its containers in another order (the session then compares them by id).
+    const world: World = { ...base, endpoints: i % 5 === 4 ? [...endpoints].reverse() : [...endpoints] };
     const got = session.compile(world, policies, 'fixed');
     modes.push(got.mode);
     const want = compilePlan(world, policies);
