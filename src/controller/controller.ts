@@ -627,8 +627,10 @@ export class Controller {
       try {
         const actual = await backendFor(this.options.enforce).readBack();
         this.iptablesReference = actual.present ? actual : undefined;
+        this.ruleDigest = actual.present ? actual.ruleDigest : undefined;
       } catch (e) {
         this.iptablesReference = undefined;
+        this.ruleDigest = undefined;
         this.log.debug({ err: (e as Error).message }, 'cannot read back the ruleset after apply');
       }
       return;
@@ -646,7 +648,9 @@ export class Controller {
 
   private async drift(): Promise<DriftReport> {
     const g = await this.generation();
-    if (g !== undefined && g === this.cleanGeneration && this.jumpUnderGeneration) {
+    // (Not for the iptables backend: its ipsets live outside nf_tables, so `ipset add` leaves the
+    // generation where it was.)
+    if (g !== undefined && g === this.cleanGeneration && this.jumpUnderGeneration && this.backendKind === 'nft') {
       // No nf_tables commit since the kernel last matched: no drift, without reading the table.
       const d: DriftReport = { drifted: false, findings: [] };
       this.lastDrift = { ...d, at: new Date().toISOString(), skipped: `nf_tables generation ${g} unchanged` };

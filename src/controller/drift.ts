@@ -90,7 +90,7 @@ export async function detectDrift(
   for (const c of editedChains(options.ruleDigest, actual)) {
     if (d.diff.chainsChanged.includes(c)) continue;
     report.drifted = true;
-    report.findings.push(`chain ${c}: a rule was edited in place`);
+    report.findings.push(c.startsWith('ipset ') ? `${c}: its members were changed` : `chain ${c}: a rule was edited in place`);
   }
   if (options.checkJump !== false) {
     const jumps = await readJumps(options.netns, backend instanceof IptablesBackend ? (backend.options.chainPrefix ?? 'MOAT') : undefined);

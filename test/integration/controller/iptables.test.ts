@@ -10,7 +10,7 @@ import { run } from '../../../src/enforce/exec.js';
 import { cleanup, requireDocker, runContainer } from '../../helpers/docker.js';
 import { dbScene, labelsFor, log, makeHarness, reachable, sleep, startController, status, stopController, waitExit, waitFor, waitReady } from './harness.js';
 
-test('controller, iptables backend: follows containers, restores a flushed chain and its jump, rules stay', { timeout: 240_000 }, async (t) => {
+test('controller, iptables backend: follows containers, restores a flushed chain, tampered ipset members, a rule edited in place and its jump; rules stay', { timeout: 240_000 }, async (t) => {
   const docker = await requireDocker(t);
   if (!docker) return;
   if ((await run('ipset', ['version'])).code !== 0) return t.skip('ipset is not installed');
@@ -50,6 +50,50 @@ test('controller, iptables backend: follows containers, restores a flushed chain
     throw e;
   });
   assert.equal((await reachable(intruder.pid, [dbTarget])).has(dbTarget), false, 'intruder blocked again');
+
+  // The intruder's address slipped into the ipset that lets api reach the db (`ipset add`): the
+  // members' digest changes, the drift check gives the set its members back.
+  const apiIp = api.ipv4[net.name];
+  const intruderIp = intruder.ipv4[net.name];
+  const sets = [...(await ipt.ipsetMembers())].filter(([, m]) => m.includes(apiIp) && !m.includes(intruderIp)).sort((a, b) => a[1].length - b[1].length);
+  assert.ok(sets.length > 0, 'an ipset holds api but not the intruder');
+  const [allowSet] = sets[0];
+  const repairsBefore = (await status(h))?.drift?.repairs ?? 0;
+  assert.equal((await run('ipset', ['add', allowSet, intruderIp])).code, 0);
+  await waitFor('ipset members restored', async () => {
+    const m = (await ipt.ipsetMembers()).get(allowSet);
+    return m && !m.includes(intruderIp) && ((await status(h))?.drift?.repairs ?? 0) > repairsBefore;
+  }, 15_000, 100).catch(async (e) => {
+    t.diagnostic(JSON.stringify((await status(h))?.drift));
+    throw e;
+  });
+  assert.equal((await reachable(intruder.pid, [dbTarget])).has(dbTarget), false, 'intruder blocked once the set is repaired');
+  assert.equal((await reachable(api.pid, [dbTarget])).has(dbTarget), true, 'api still allowed');
+
+  // A DROP rule turned into ACCEPT in place, its comment kept (`iptables -R`): caught by the rules'
+  // digest, and rewritten.
+  const saved = (await run('iptables-save', ['-t', 'filter'])).stdout.split('\n');
+  const chainOf = (l: string) => /^-A (\S+) /.exec(l)?.[1] ?? '';
+  const drops = saved.filter((l) => l.startsWith(`-A ${chainPrefix}`) && / -j DROP$/.test(l));
+  const dropLine = drops.find((l) => l.includes('--comment')) ?? drops[0];
+  assert.ok(dropLine, `a DROP rule in moat's chains:\n${saved.filter((l) => l.includes(chainPrefix)).join('\n')}`);
+  const chain = chainOf(dropLine);
+  const index = saved.filter((l) => chainOf(l) === chain).indexOf(dropLine) + 1;
+  const spec = dropLine.replace(/^-A \S+ /, '').replace(/-j DROP$/, '-j ACCEPT');
+  const repairsMid = (await status(h))?.drift?.repairs ?? 0;
+  // iptables-save quotes words with spaces in double quotes: split it back into arguments.
+  const args = [...spec.matchAll(/"((?:[^"\\]|\\.)*)"|(\S+)/g)].map((m) => (m[1] !== undefined ? m[1].replace(/\\(.)/g, '$1') : m[2]));
+  const replaced = await run('iptables', ['-w', '5', '-R', chain, String(index), ...args]);
+  assert.equal(replaced.code, 0, `iptables -R ${chain} ${index} ${spec}: ${replaced.stderr}`);
+  await waitFor('edited rule rewritten', async () => {
+    const now = (await run('iptables-save', ['-t', 'filter'])).stdout;
+    return now.includes(dropLine) && ((await status(h))?.drift?.repairs ?? 0) > repairsMid;
+  }, 15_000, 100).catch(async (e) => {
+    t.diagnostic(JSON.stringify((await status(h))?.drift));
+    t.diagnostic(`edited: ${dropLine}\nnow:\n${(await run('iptables-save', ['-t', 'filter'])).stdout.split('\n').filter((l) => chainOf(l) === chain).join('\n')}`);
+    throw e;
+  });
+  assert.equal((await reachable(intruder.pid, [dbTarget])).has(dbTarget), false, 'intruder blocked after the rewrite');
 
   // The DOCKER-USER -> moat jump removed: put back.
   assert.equal((await run('iptables', ['-w', '5', '-D', 'DOCKER-USER', '-j', chainPrefix])).code, 0);

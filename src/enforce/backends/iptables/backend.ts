@@ -1,14 +1,16 @@
 // The iptables backend: ipsets (`ipset restore`) and `iptables-restore --noflush` /
 // `ip6tables-restore --noflush`, each checked with `--test` first. ipset names are content-addressed,
-// so the live sets are never modified: the restore is the one atomic switch per family, and the
-// sets no longer referenced are destroyed afterwards. Verdict maps are trees of dispatch chains
+// so the live sets are never modified (except one whose members someone changed: it gets a fresh copy
+// swapped in): the restore is the one atomic switch per family, and the sets no longer referenced are
+// destroyed afterwards. Verdict maps are trees of dispatch chains
 // (dispatch.ts), and logged drops go to one log chain per NFLOG prefix (render.ts), both named by
 // their content; the restore deletes the ones no longer used.
 import type { Family } from '../../../model/address.js';
 import { run, runOk } from '../../exec.js';
 import type { RulesetPlan } from '../../plan-model.js';
 import { emptySummary, type RulesetSummary } from '../../summary.js';
-import { ipsetDefs, names, renderIpsets, renderRemove, renderRestore, setNamesOf, type IptablesRenderOptions, type Jumps } from './render.js';
+import { createHash } from 'node:crypto';
+import { ipsetDefs, ipsetMember, names, parseIpsetSave, renderIpsetRepairs, renderIpsets, renderRemove, renderRestore, setNamesOf, type IptablesRenderOptions, type Jumps } from './render.js';
 
 export interface IptablesOptions extends IptablesRenderOptions {
   netns?: string;
@@ -21,6 +23,8 @@ export interface FamilyState {
   moatChains: string[];
   /** rules per moat chain, by comment */
   rules: Record<string, string[]>;
+  /** rules per moat chain, whole (`-A` lines as iptables-save prints them) */
+  lines: Record<string, string[]>;
   /** ipsets referenced by moat rules */
   sets: string[];
 }
@@ -58,6 +62,13 @@ export class IptablesBackend {
     return r.stdout.split('\n').filter((x) => x.startsWith(p));
   }
 
+  /** Members of moat's ipsets, from one `ipset save`. */
+  async ipsetMembers(): Promise<Map<string, string[]>> {
+    const r = await run('ipset', ['save'], { netns: this.options.netns });
+    if (r.code !== 0) return new Map();
+    return parseIpsetSave(r.stdout, `${names(this.options).setPrefix}-`);
+  }
+
   async render(plan: RulesetPlan): Promise<IptablesScripts> {
     const defs = ipsetDefs(plan, this.options);
     const existing = await this.ipsetNames();
@@ -78,7 +89,9 @@ export class IptablesBackend {
   async apply(plan: RulesetPlan): Promise<IptablesScripts> {
     const s = await this.render(plan);
     const before = await this.ipsetNames();
-    if (s.ipset) await runOk('ipset', ['restore'], { input: s.ipset, netns: this.options.netns });
+    // Sets that exist already are reused by name; one whose members someone changed gets them back.
+    const repair = renderIpsetRepairs(ipsetDefs(plan, this.options), await this.ipsetMembers());
+    if (s.ipset || repair.script) await runOk('ipset', ['restore'], { input: s.ipset + repair.script, netns: this.options.netns });
     try {
       await runOk(this.tool(4, 'restore'), ['--noflush', '--test'], { input: s.v4, netns: this.options.netns });
       if (s.v6) await runOk(this.tool(6, 'restore'), ['--noflush', '--test'], { input: s.v6, netns: this.options.netns });
@@ -98,11 +111,17 @@ export class IptablesBackend {
     for (const n of await this.ipsetNames()) if (!used.has(n)) await run('ipset', ['destroy', n], { netns: this.options.netns });
   }
 
+  /**
+   * Chains by their rules' comments (what the plan can be compared with), and digests of every moat
+   * chain's whole rules in both families and of every moat ipset's members: a rule edited in place
+   * with its comment kept, or an `ipset add`, changes a digest.
+   */
   async readBack(): Promise<RulesetSummary> {
     const st = await this.familyState(4);
     if (st.moatChains.length === 0) return emptySummary();
     const n = names(this.options);
-    const s: RulesetSummary = { present: true, sets: {}, maps: {}, chains: {} };
+    const s: RulesetSummary = { present: true, sets: {}, maps: {}, chains: {}, ruleDigest: {} };
+    const digest = (xs: string[]) => createHash('sha256').update(xs.join('\n')).digest('hex').slice(0, 16);
     for (const c of st.moatChains) {
       // Dispatch chains stand for the verdict maps, which iptables read-back does not report; log
       // chains (NFLOG + DROP per log prefix) are part of the drop rules that go to them.
@@ -110,6 +129,11 @@ export class IptablesBackend {
       const plain = c === n.chainPrefix ? 'forward' : c === `${n.chainPrefix}-INPUT` ? 'input' : c === `${n.chainPrefix}-OUTPUT` ? 'output' : c.slice(n.chainPrefix.length + 1);
       s.chains[plain] = st.rules[c] ?? [];
     }
+    for (const f of this.families()) {
+      const fs = f === 4 ? st : await this.familyState(6);
+      for (const c of fs.moatChains) s.ruleDigest![`${f === 4 ? 'iptables' : 'ip6tables'} ${c}`] = digest(fs.lines[c] ?? []);
+    }
+    for (const [name, members] of await this.ipsetMembers()) s.ruleDigest![`ipset ${name}`] = digest(members.map(ipsetMember).sort());
     return s;
   }
 
@@ -129,6 +153,7 @@ export function parseSave(text: string, chainPrefix: string): FamilyState {
   const existingJumps: string[] = [];
   const moatChains: string[] = [];
   const rules: Record<string, string[]> = {};
+  const lines: Record<string, string[]> = {};
   const sets = new Set<string>();
   let inFilter = false;
   const isMoat = (c: string) => c === chainPrefix || c.startsWith(`${chainPrefix}-`);
@@ -148,8 +173,9 @@ export function parseSave(text: string, chainPrefix: string): FamilyState {
     if (isMoat(a[1])) {
       const c = /--comment "?([^"]*?)"?(?: -|$)/.exec(a[2]);
       (rules[a[1]] ??= []).push(c ? c[1] : '');
+      (lines[a[1]] ??= []).push(line);
       for (const m of a[2].matchAll(/--match-set (\S+)/g)) sets.add(m[1]);
     }
   }
-  return { jumps: { existingChains, existingJumps }, moatChains, rules, sets: [...sets] };
+  return { jumps: { existingChains, existingJumps }, moatChains, rules, lines, sets: [...sets] };
 }

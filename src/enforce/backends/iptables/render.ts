@@ -271,6 +271,51 @@ export function renderIpsets(defs: IpsetDef[], existing: string[] = []): string 
   return lines.length ? `${lines.join('\n')}\n` : '';
 }
 
+/** An ipset member as `ipset save` prints it (a host without its /32 or /128). */
+export function ipsetMember(value: string): string {
+  return value.toLowerCase().replace(/\/(32|128)$/, (m, bits: string) => ((bits === '32') === !value.includes(':') ? '' : m));
+}
+
+/**
+ * `ipset restore` text that gives every existing set whose members differ from its definition (someone
+ * ran `ipset add` or `ipset del` on it) its members back: a fresh copy swapped in atomically, so the
+ * rules that use the set never see it half-filled.
+ */
+export function renderIpsetRepairs(defs: IpsetDef[], members: Map<string, string[]>): { script: string; repaired: string[] } {
+  const lines: string[] = [];
+  const repaired: string[] = [];
+  const done = new Set<string>();
+  for (const d of defs) {
+    const have = members.get(d.name);
+    if (!have || done.has(d.name)) continue;
+    done.add(d.name);
+    const want = [...new Set(d.entries.map((e) => ipsetMember(e.value)))].sort();
+    const got = [...new Set(have.map(ipsetMember))].sort();
+    if (want.length === got.length && want.every((x, i) => x === got[i])) continue;
+    repaired.push(d.name);
+    const tmp = assertName(`${d.name}-r`, 'ipset name');
+    lines.push(`create ${tmp} hash:net family ${d.family === 4 ? 'inet' : 'inet6'} comment -exist`, `flush ${tmp}`);
+    for (const e of d.entries) lines.push(`add ${tmp} ${e.value} comment "${safeComment(e.owner)}" -exist`);
+    lines.push(`swap ${tmp} ${d.name}`, `destroy ${tmp}`);
+  }
+  return { script: lines.length ? `${lines.join('\n')}\n` : '', repaired };
+}
+
+/** Members of moat's ipsets (names starting with `prefix`) in `ipset save` output. */
+export function parseIpsetSave(text: string, prefix: string): Map<string, string[]> {
+  const out = new Map<string, string[]>();
+  for (const line of text.split('\n')) {
+    const c = /^create (\S+) /.exec(line);
+    if (c) {
+      if (c[1].startsWith(prefix)) out.set(c[1], []);
+      continue;
+    }
+    const a = /^add (\S+) (\S+)/.exec(line);
+    if (a) out.get(a[1])?.push(a[2]);
+  }
+  return out;
+}
+
 export function setNamesOf(defs: IpsetDef[]): SetNames {
   return new Map(defs.map((d) => [d.key, d.name]));
 }
