@@ -6,6 +6,13 @@
 // the seed's docker-security-groups.sh would grow), and no rules again. All in one run, side by side.
 // Traffic only between the two containers this script starts. Bounded: a few minutes; cleans up.
 //   node --import tsx bench/enforce-data.ts [--seconds 4] [--endpoints 10000] [--policies 1000]
+//
+// --ab N: paired rounds instead (the noise of a shared machine moves whole runs by 10-20 points). Each
+// backend's ruleset is loaded once; then N rounds each measure it switched off and on back to back
+// (throughput pair, then connection-rate pair), in alternating order: nft by making moat's table dormant (its base chains leave the hooks) and waking
+// it; iptables by removing and re-inserting the DOCKER-USER -> moat jump. The figure is the median of
+// the per-round on/off ratios.
+//   node --import tsx bench/enforce-data.ts --ab 8 [--seconds 3]
 import { spawn, spawnSync } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
@@ -27,6 +34,7 @@ const SECONDS = Math.min(arg('seconds', 4), 15);
 const ENDPOINTS = arg('endpoints', 10_000);
 const POLICIES = arg('policies', 1_000);
 const NAIVE_RULES = Math.min(arg('naive-rules', 10_000), 20_000);
+const AB_ROUNDS = Math.min(arg('ab', 0), 30);
 const MAX_CONN = 60_000; // per connection-rate run, so conntrack (max 262,144 here) never fills
 
 const rnd = randomBytes(3).toString('hex');
@@ -59,8 +67,9 @@ function conntrackCount(): number {
   }
 }
 
-async function drainConntrack(): Promise<void> {
-  for (let i = 0; i < 30 && conntrackCount() > 30_000; i++) await new Promise((r) => setTimeout(r, 500));
+/** Waits (bounded) until conntrack holds at most `max` entries (closed connections linger ~10 s). */
+async function drainConntrack(max = 30_000): Promise<void> {
+  for (let i = 0; i < 60 && conntrackCount() > max; i++) await new Promise((r) => setTimeout(r, 500));
 }
 
 function nsenter(pid: number, argv: string[], timeoutMs: number) {
@@ -80,9 +89,9 @@ async function throughput(srvPid: number, cliPid: number, srvIp: string): Promis
   }
 }
 
-async function connRate(srvPid: number, cliPid: number, srvIp: string): Promise<number> {
+async function connRate(srvPid: number, cliPid: number, srvIp: string, drainTo = 30_000): Promise<number> {
   const bin = connloadBinary();
-  await drainConntrack();
+  await drainConntrack(drainTo);
   const server = spawn('nsenter', ['-t', String(srvPid), '-n', bin, 'server', '5301', String(SECONDS + 10)], { stdio: 'ignore' });
   await new Promise((r) => setTimeout(r, 300));
   const r = nsenter(cliPid, [bin, 'client', srvIp, '5301', String(SECONDS), String(MAX_CONN), '4'], (SECONDS + 20) * 1000);
@@ -158,34 +167,75 @@ try {
   const pairCli: Policy = { ...pair, id: 'bench:cli', name: 'bench/cli', subject: sel('cli'), isolates: { ingress: false, egress: true }, ingress: [], egress: [{ action: 'allow', peers: [{ kind: 'endpoints', selector: sel('srv') }], ports: [{ protocol: 'TCP', port: 5201 }, { protocol: 'TCP', port: 5301 }] }] };
   policies.policies.push(pair, pairCli);
 
-  const rows: Row[] = [];
-  rows.push(await measure('no rules', srv.pid, cli.pid, srv.ip));
+  if (AB_ROUNDS > 0) {
+    const plan = compilePlan(world, policies, nftOpts);
+    const toggles: { name: string; opts: EnforceOptions; set: (on: boolean) => void }[] = [
+      { name: 'moat nft', opts: nftOpts, set: (on) => void spawnSync('nft', on ? ['add', 'table', 'inet', nftOpts.table!] : ['add', 'table', 'inet', nftOpts.table!, '{ flags dormant; }']) },
+      { name: 'moat iptables', opts: iptOpts, set: (on) => void spawnSync('iptables', on ? ['-I', 'DOCKER-USER', '1', '-j', iptOpts.chainPrefix!] : ['-D', 'DOCKER-USER', '-j', iptOpts.chainPrefix!]) },
+    ];
+    const median = (xs: number[]) => {
+      const v = [...xs].sort((a, b) => a - b);
+      return v.length % 2 ? v[(v.length - 1) / 2] : (v[v.length / 2 - 1] + v[v.length / 2]) / 2;
+    };
+    const out: Record<string, unknown> = {};
+    for (const tg of toggles) {
+      await applyPlan(plan, tg.opts);
+      const gbps: number[] = [];
+      const cps: number[] = [];
+      for (let i = 0; i < AB_ROUNDS; i++) {
+        // Each metric's off and on runs back to back, the order alternating per round. Conntrack may
+        // fill up to 150,000 entries here (the two runs of a pair see nearly the same table).
+        const order = i % 2 === 0 ? [false, true] : [true, false];
+        const tp: Record<string, number> = {};
+        const cr: Record<string, number> = {};
+        for (const on of order) {
+          tg.set(on);
+          tp[String(on)] = await throughput(srv.pid, cli.pid, srv.ip);
+        }
+        for (const on of order) {
+          tg.set(on);
+          cr[String(on)] = await connRate(srv.pid, cli.pid, srv.ip, 150_000);
+        }
+        gbps.push(tp.true / tp.false);
+        cps.push(cr.true / cr.false);
+        process.stderr.write(`${tg.name} round ${i + 1}: throughput ${tp.false.toFixed(2)} -> ${tp.true.toFixed(2)} Gbit/s, ${Math.round(cr.false)} -> ${Math.round(cr.true)} conn/s\n`);
+      }
+      tg.set(true);
+      await uninstall(tg.opts);
+      const pct = (xs: number[]) => xs.map((x) => Math.round(x * 1000) / 10);
+      out[tg.name] = { throughputPct: { perRound: pct(gbps), median: Math.round(median(gbps) * 1000) / 10 }, connPerSecondPct: { perRound: pct(cps), median: Math.round(median(cps) * 1000) / 10 } };
+    }
+    console.log(JSON.stringify({ endpoints: ENDPOINTS, policies: POLICIES + 2, seconds: SECONDS, rounds: AB_ROUNDS, ruleset: { chains: plan.chains.length, sets: plan.sets.length }, onOffRatios: out }, null, 1));
+  } else {
+    const rows: Row[] = [];
+    rows.push(await measure('no rules', srv.pid, cli.pid, srv.ip));
 
-  let t = Date.now();
-  const plan = compilePlan(world, policies, nftOpts);
-  await applyPlan(plan, nftOpts);
-  rows.push(await measure('moat nft', srv.pid, cli.pid, srv.ip, Date.now() - t));
-  await uninstall(nftOpts);
+    let t = Date.now();
+    const plan = compilePlan(world, policies, nftOpts);
+    await applyPlan(plan, nftOpts);
+    rows.push(await measure('moat nft', srv.pid, cli.pid, srv.ip, Date.now() - t));
+    await uninstall(nftOpts);
 
-  t = Date.now();
-  await applyPlan(plan, iptOpts);
-  rows.push(await measure('moat iptables (prefix-tree dispatch)', srv.pid, cli.pid, srv.ip, Date.now() - t));
-  await uninstall(iptOpts);
+    t = Date.now();
+    await applyPlan(plan, iptOpts);
+    rows.push(await measure('moat iptables (prefix-tree dispatch)', srv.pid, cli.pid, srv.ip, Date.now() - t));
+    await uninstall(iptOpts);
 
-  t = Date.now();
-  const r = spawnSync('iptables-restore', ['--noflush'], { input: naiveRules(cli.ip, srv.ip), encoding: 'utf8', timeout: 120_000 });
-  if (r.status !== 0) throw new Error(`iptables-restore (naive): ${r.stderr}`);
-  rows.push(await measure(`naive: ${NAIVE_RULES} rules in DOCKER-USER`, srv.pid, cli.pid, srv.ip, Date.now() - t));
-  spawnSync('iptables', ['-D', 'DOCKER-USER', '-j', naiveChain]);
-  spawnSync('iptables', ['-F', naiveChain]);
-  spawnSync('iptables', ['-X', naiveChain]);
+    t = Date.now();
+    const r = spawnSync('iptables-restore', ['--noflush'], { input: naiveRules(cli.ip, srv.ip), encoding: 'utf8', timeout: 120_000 });
+    if (r.status !== 0) throw new Error(`iptables-restore (naive): ${r.stderr}`);
+    rows.push(await measure(`naive: ${NAIVE_RULES} rules in DOCKER-USER`, srv.pid, cli.pid, srv.ip, Date.now() - t));
+    spawnSync('iptables', ['-D', 'DOCKER-USER', '-j', naiveChain]);
+    spawnSync('iptables', ['-F', naiveChain]);
+    spawnSync('iptables', ['-X', naiveChain]);
 
-  rows.push(await measure('no rules (again)', srv.pid, cli.pid, srv.ip));
-  const base = { gbps: (rows[0].gbps + rows[4].gbps) / 2, cps: (rows[0].cps + rows[4].cps) / 2 };
-  console.log(JSON.stringify({
-    endpoints: ENDPOINTS, policies: POLICIES + 2, seconds: SECONDS, ruleset: { chains: plan.chains.length, sets: plan.sets.length },
-    rows: rows.map((x) => ({ ...x, gbpsPct: Math.round((x.gbps / base.gbps) * 100), cpsPct: Math.round((x.cps / base.cps) * 100) })),
-  }, null, 1));
+    rows.push(await measure('no rules (again)', srv.pid, cli.pid, srv.ip));
+    const base = { gbps: (rows[0].gbps + rows[4].gbps) / 2, cps: (rows[0].cps + rows[4].cps) / 2 };
+    console.log(JSON.stringify({
+      endpoints: ENDPOINTS, policies: POLICIES + 2, seconds: SECONDS, ruleset: { chains: plan.chains.length, sets: plan.sets.length },
+      rows: rows.map((x) => ({ ...x, gbpsPct: Math.round((x.gbps / base.gbps) * 100), cpsPct: Math.round((x.cps / base.cps) * 100) })),
+    }, null, 1));
+  }
 } finally {
   await cleanup();
 }

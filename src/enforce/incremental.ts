@@ -115,10 +115,10 @@ export function incrementalScript(prev: RulesetPlan, next: RulesetPlan, options:
     const p = prevSets.get(s.name);
     if (!p) {
       changes.setsAdded.push(s.name);
-      head.push(`add set inet ${t} ${assertName(s.name, 'set name')} { type ${s.family === 4 ? 'ipv4_addr' : 'ipv6_addr'}; flags interval; }`);
+      head.push(`add set inet ${t} ${assertName(s.name, 'set name')} { type ${s.family === 4 ? 'ipv4_addr' : 'ipv6_addr'};${s.exact ? '' : ' flags interval;'} }`);
       if (s.elements.length) {
         adds.push(elementCommand('add', t, s, s.elements));
-        ops.push({ verb: 'add', kind: 'set', name: s.name, family: s.family, elements: s.elements.map((e) => ({ value: e.value, owner: e.owner })) });
+        ops.push({ verb: 'add', kind: 'set', name: s.name, family: s.family, exact: s.exact, elements: s.elements.map((e) => ({ value: e.value, owner: e.owner })) });
         changes.elementsAdded += s.elements.length;
       }
       continue;
@@ -128,11 +128,11 @@ export function incrementalScript(prev: RulesetPlan, next: RulesetPlan, options:
     const { gone, come } = changed(p.elements, s.elements, (x, y) => x.value === y.value && x.owner === y.owner, (e) => setKey(e.value, e.owner));
     if (gone.length) {
       dels.push(elementCommand('delete', t, s, gone));
-      delOps.push({ verb: 'delete', kind: 'set', name: s.name, family: s.family, elements: gone.map((e) => ({ value: e.value })) });
+      delOps.push({ verb: 'delete', kind: 'set', name: s.name, family: s.family, exact: s.exact, elements: gone.map((e) => ({ value: e.value })) });
     }
     if (come.length) {
       adds.push(elementCommand('add', t, s, come));
-      ops.push({ verb: 'add', kind: 'set', name: s.name, family: s.family, elements: come.map((e) => ({ value: e.value, owner: e.owner })) });
+      ops.push({ verb: 'add', kind: 'set', name: s.name, family: s.family, exact: s.exact, elements: come.map((e) => ({ value: e.value, owner: e.owner })) });
     }
     changes.elementsRemoved += gone.length;
     changes.elementsAdded += come.length;

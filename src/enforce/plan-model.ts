@@ -69,6 +69,12 @@ export interface AddressSet {
    * peers), so that the incremental compiler can decide a new container's membership alone.
    */
   peers?: string;
+  /**
+   * Host addresses only (the known-endpoint sets): nftables declares it without `flags interval`, a
+   * hash set, so the fail-closed check of every new connection costs one hash lookup instead of a walk
+   * down a tree of 2 nodes per address.
+   */
+  exact?: boolean;
 }
 
 export interface MapElement {

@@ -282,7 +282,7 @@ export function compile(input: EnforcementInput, options: CompileOptions = {}): 
       return vals.map((v) => els.find((x) => elementText(x.value).text === v) ?? { value: v, owner: 'moat' }).map((x) => ({ value: elementText(x.value).text, owner: x.owner }));
     };
     sets.push({ name: SET.managed(f), family: f, elements: keep(managed), purpose: 'managed network subnets (fail-closed)' });
-    sets.push({ name: SET.known(f), family: f, elements: known[f], purpose: 'addresses of known endpoints' });
+    sets.push({ name: SET.known(f), family: f, elements: known[f], purpose: 'addresses of known endpoints', exact: true });
     sets.push({ name: SET.notInternet(f), family: f, elements: keep(notInet), purpose: 'container subnets and internal ranges (not internet)' });
   }
   sets.push(...[...b.sets.values()].sort((x, y) => x.name.localeCompare(y.name)));
@@ -291,9 +291,11 @@ export function compile(input: EnforcementInput, options: CompileOptions = {}): 
   const nd: PlanRule = { matches: [{ kind: 'nd' }], verdict: { kind: 'accept' }, comment: 'moat:ipv6-nd' };
   const failClosed = (dir: 'src' | 'dst'): PlanRule[] =>
     FAMILIES.map((f) => ({
+      // The known check first: for the usual packet (from or to a known container) that one hash
+      // lookup ends the rule.
       matches: [
-        { kind: 'set', dir, family: f, set: SET.managed(f) },
         { kind: 'set', dir, family: f, set: SET.known(f), negate: true },
+        { kind: 'set', dir, family: f, set: SET.managed(f) },
       ],
       verdict: { kind: 'drop' },
       counter: true,

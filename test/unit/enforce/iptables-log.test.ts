@@ -90,7 +90,7 @@ test('three-tier: every logged drop evaluates its matches once and goes to the l
     // One chain per distinct prefix.
     assert.equal(new Set(prefixes.values()).size, prefixes.size);
     // The fail-closed pair: each of its ipset lookups appears once per base chain, not twice.
-    const fc = [...text.matchAll(/^-A MOAT -m set --match-set \S+ src -m set ! --match-set \S+ src /gm)];
+    const fc = [...text.matchAll(/^-A MOAT -m set ! --match-set \S+ src -m set --match-set \S+ src /gm)];
     assert.equal(fc.length, 1);
     const bareDrops = plan.chains.flatMap((c) => c.rules).filter((r) => r.verdict.kind === 'drop' && r.log && r.matches.length === 0).length;
     assert.ok(bareDrops > 0);

@@ -49,6 +49,14 @@ test('an interval-set element is a start element and an end element flagged INTE
   assert.doesNotMatch(hex(del[0]), /6374723a79/);
 });
 
+test('an element of a set without intervals (the known-address sets) is its key alone; only host addresses', () => {
+  const [one] = encodeElements({ verb: 'add', kind: 'set', name: 'k', family: 4, exact: true, elements: [{ value: '10.0.0.9', owner: 'ctr:y' }] });
+  assert.equal(one.length, 1);
+  assert.doesNotMatch(hex(one[0]), /0800030000000001/, 'no INTERVAL_END flag');
+  assert.match(hex(one[0]), /0a000009/);
+  assert.throws(() => encodeElements({ verb: 'add', kind: 'set', name: 'k', family: 4, exact: true, elements: [{ value: '10.0.0.0/24' }] }), /not an IPv4 address/);
+});
+
 test('intervals: CIDRs start at the network and end after the broadcast; the top of the space has no end', () => {
   assert.deepEqual(hexes(intervalOf('10.1.2.3/16', 4)), ['0a010000', '0a020000']);
   assert.deepEqual(hexes(intervalOf('255.255.255.255', 4)), ['ffffffff', undefined]);

@@ -3,7 +3,7 @@ import assert from 'node:assert/strict';
 import { existsSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { compilePlan } from '../../../src/enforce/index.js';
-import { renderReplace } from '../../../src/enforce/backends/nft/render.js';
+import { chainComment, renderReplace } from '../../../src/enforce/backends/nft/render.js';
 import { ipsetDefs, renderIpsets, renderRestore, setNamesOf } from '../../../src/enforce/backends/iptables/render.js';
 import { threeTierPolicies, threeTierWorld } from '../../fixtures/enforce/three-tier.js';
 import { canUseNetns, createNetns, deleteNetns, hasTool, inNetns } from './netns.js';
@@ -76,4 +76,11 @@ test('iptables never accepts (RETURN only), so Docker keeps its own rules', () =
   assert.match(v4, /-I DOCKER-USER 1 -j MOAT\n/);
   const present = renderRestore(plan, 4, { ...jumps, existingJumps: [...jumps.existingJumps, 'DOCKER-USER>MOAT'] }, [], setNamesOf(defs));
   assert.doesNotMatch(present, /-I DOCKER-USER/);
+});
+
+test('a per-identity chain names each of its policies once in its comment', () => {
+  const rule = (comment: string) => ({ matches: [], verdict: { kind: 'drop' as const }, comment });
+  const c = { name: 'in_x', owners: [], rules: [rule('policy:a'), rule('policy:b'), rule('isolated-by:a,b'), rule('allowlist:c')] };
+  assert.equal(chainComment(c), 'identity of a,b,c');
+  assert.equal(chainComment({ ...c, hook: 'forward' as const }), 'moat:in_x');
 });

@@ -47,8 +47,10 @@ const ELEMENTS_PER_MESSAGE = 200;
 
 export interface ElementChange {
   verb: 'add' | 'delete';
-  /** A set (`flags interval`, as moat declares all its sets) or a verdict map (exact keys). */
+  /** A set or a verdict map (exact keys). */
   kind: 'set' | 'map';
+  /** A set of host addresses declared without `flags interval` (no end elements); default: interval. */
+  exact?: boolean;
   name: string;
   family: Family;
   elements: { value: string; owner?: string; chain?: string }[];
@@ -136,11 +138,15 @@ export function encodeElements(c: ElementChange): Buffer[][] {
       out.push([nest(NFTA_LIST_ELEM, parts)]);
       continue;
     }
+    if (c.exact) {
+      const a = parseCidr(e.value.trim());
+      if (!a || a.family !== c.family || a.prefix !== (c.family === 4 ? 32 : 128)) throw new Error(`element ${JSON.stringify(e.value)} of ${c.name} is not an IPv${c.family} address`);
+    }
     const { start, end } = intervalOf(e.value, c.family);
     const first = [key(start)];
     if (c.verb === 'add' && e.owner) first.push(comment(e.owner));
     const pair = [nest(NFTA_LIST_ELEM, first)];
-    if (end) pair.push(nest(NFTA_LIST_ELEM, [be32(NFTA_SET_ELEM_FLAGS, NFT_SET_ELEM_INTERVAL_END), key(end)]));
+    if (end && !c.exact) pair.push(nest(NFTA_LIST_ELEM, [be32(NFTA_SET_ELEM_FLAGS, NFT_SET_ELEM_INTERVAL_END), key(end)]));
     out.push(pair);
   }
   return out;

@@ -75,7 +75,7 @@ function elementLines(items: string[], indent: string): string {
 
 export function renderSet(s: AddressSet, indent = '\t'): string {
   const type = s.family === 4 ? 'ipv4_addr' : 'ipv6_addr';
-  const lines = [`${indent}set ${assertName(s.name, 'set name')} {`, `${indent}\ttype ${type}`, `${indent}\tflags interval`];
+  const lines = [`${indent}set ${assertName(s.name, 'set name')} {`, `${indent}\ttype ${type}`, ...(s.exact ? [] : [`${indent}\tflags interval`])];
   if (s.elements.length) {
     lines.push(`${indent}\telements = {`);
     lines.push(elementLines(s.elements.map((e) => `${elementText(e.value).text} comment "${safeComment(e.owner)}"`), `${indent}\t\t`));
@@ -108,7 +108,8 @@ export function renderMap(m: VerdictMap, indent = '\t'): string {
 export function chainComment(c: PlanChain): string {
   if (c.hook) return safeComment(`moat:${c.name}`);
   const owners = new Set<string>();
-  for (const r of c.rules) owners.add(r.comment.replace(/^(policy|isolated-by|allowlist|default-stance):/, ''));
+  // `isolated-by:` names several policies: each once.
+  for (const r of c.rules) for (const o of r.comment.replace(/^(policy|isolated-by|allowlist|default-stance):/, '').split(',')) owners.add(o);
   return safeComment(`identity of ${[...owners].join(',')}`);
 }
 
