@@ -5,6 +5,8 @@
 #  2. starts dockerd in the background (log: /var/log/moat-dockerd.log) when the socket does not answer;
 #  3. waits, bounded (MOAT_DOCKERD_WAIT seconds, default 60), until GET /_ping answers.
 # Exit status 0 when the engine answers, 1 otherwise. Needs root for steps 1 and 2.
+# MOAT_DOCKERD_ARGS: extra dockerd flags for a dockerd started here (words; tests restart their own
+# dockerd with e.g. --userland-proxy=false). Only flags of the form --name or --name=value are taken.
 set -u
 
 SOCK=/var/run/docker.sock
@@ -85,8 +87,12 @@ else
   if [ -f /var/run/docker.pid ] && ! kill -0 "$(cat /var/run/docker.pid 2>/dev/null)" 2>/dev/null; then
     rm -f /var/run/docker.pid
   fi
+  extra=()
+  for a in ${MOAT_DOCKERD_ARGS:-}; do
+    if [[ "$a" =~ ^--[a-z][a-z0-9-]*(=[A-Za-z0-9._/:-]*)?$ ]]; then extra+=("$a"); else say "ignoring dockerd argument: $a"; fi
+  done
   # setsid + nohup: dockerd outlives this script and the test run that called it.
-  setsid nohup dockerd >>"$LOG" 2>&1 </dev/null &
+  setsid nohup dockerd "${extra[@]}" >>"$LOG" 2>&1 </dev/null &
 fi
 
 for ((i = 0; i < WAIT * 2; i++)); do

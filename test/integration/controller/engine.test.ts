@@ -7,14 +7,10 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import net from 'node:net';
-import { spawnSync } from 'node:child_process';
-import { readFileSync } from 'node:fs';
-import { dirname, join } from 'node:path';
-import { fileURLToPath } from 'node:url';
+import { join } from 'node:path';
 import { engineAnswers, requireDocker, runContainer } from '../../helpers/docker.js';
+import { ensureDockerd, ownedDockerd, restartDockerd } from '../../helpers/dockerd.js';
 import { createProjectNetwork, dbPolicy, labelsFor, makeHarness, reachable, sleep, startController, status, stopController, waitExit, waitFor, writePolicy } from './harness.js';
-
-const REPO = join(dirname(fileURLToPath(import.meta.url)), '..', '..', '..');
 
 class SocketProxy {
   private server: net.Server | undefined;
@@ -46,19 +42,6 @@ class SocketProxy {
   }
 }
 
-/** The PID of the dockerd that this test run started (scripts/test.sh exports it), when it still runs. */
-function ownedDockerd(): number | undefined {
-  const pid = Number(process.env.MOAT_TEST_DOCKERD_PID ?? '');
-  if (!Number.isInteger(pid) || pid <= 1) return undefined;
-  try {
-    if (readFileSync('/var/run/docker.pid', 'utf8').trim() !== String(pid)) return undefined;
-    if (readFileSync(`/proc/${pid}/comm`, 'utf8').trim() !== 'dockerd') return undefined;
-  } catch {
-    return undefined;
-  }
-  return pid;
-}
-
 /**
  * The intruder's command: from its first instant (also after every restart by Docker), PID 1 tries the
  * db over and over (bounded: 600 tries, 1 s timeout each) and prints `try N`, and `ok N` when it got in.
@@ -80,7 +63,7 @@ test('dockerd restart: no forbidden connection while it is down or its container
   if (!docker) return;
   // Whatever happens below, the engine is running again at the end.
   t.after(async () => {
-    if (!(await engineAnswers(docker))) spawnSync('bash', [join(REPO, 'scripts', 'ensure-dockerd.sh')], { stdio: 'ignore', timeout: 120_000 });
+    if (!(await engineAnswers(docker))) ensureDockerd();
   });
   const h = makeHarness('moatrst', ['--drift-interval', '1s', '--resync-interval', '30s']);
   writePolicy(h, dbPolicy(h.project));
@@ -106,12 +89,8 @@ test('dockerd restart: no forbidden connection while it is down or its container
   const before = await oks();
 
   // Stop dockerd (by the PID this run started), then start it again.
-  process.kill(pid, 'SIGTERM');
-  await waitFor('dockerd gone', () => { try { process.kill(pid, 0); return false; } catch { return true; } }, 60_000, 200);
-  const downAt = Date.now();
-  const r = spawnSync('bash', [join(REPO, 'scripts', 'ensure-dockerd.sh')], { encoding: 'utf8', timeout: 120_000 });
-  assert.equal(r.status, 0, `dockerd did not come back: ${r.stderr}`);
-  t.diagnostic(`dockerd was down ${Date.now() - downAt} ms`);
+  const { downMs } = restartDockerd();
+  t.diagnostic(`dockerd was down ${downMs} ms`);
   // Docker restarts the containers (restart policy always); the controller reconnects and resyncs.
   const running = async (id: string) => { try { const i = await docker.getContainer(id).inspect(); return i.State.Running && i.State.Pid ? i.State.Pid : undefined; } catch { return undefined; } };
   const [dbPid, apiPid, intruderPid] = [await waitFor('db back', () => running(db.id), 60_000, 200), await waitFor('api back', () => running(api.id), 60_000, 200), await waitFor('intruder back', () => running(intruder.id), 60_000, 200)];
