@@ -14,6 +14,7 @@ import { dirname, resolve as resolvePath } from 'node:path';
 import type Docker from 'dockerode';
 import type { Logger } from 'pino';
 import { NftBackend, dropCounters } from '../enforce/backends/nft/backend.js';
+import { IptablesBackend } from '../enforce/backends/iptables/backend.js';
 import { applyIncremental, applyPlan, backendFor, type EnforceOptions } from '../enforce/index.js';
 import { CompileSession } from '../enforce/compile/session.js';
 import type { RulesetPlan } from '../enforce/plan-model.js';
@@ -608,7 +609,9 @@ export class Controller {
 
   /** The nf_tables generation, when it can be read here (nft backend, this process's netns). */
   private async generation(): Promise<number | undefined> {
-    if (this.backendKind !== 'nft' || this.options.enforce.netns !== undefined || this.options.enforce.netlink === false) return undefined;
+    // iptables: only the nf_tables flavour keeps its rules under the generation.
+    if (this.backendKind !== 'nft' && !this.jumpUnderGeneration) return undefined;
+    if (this.options.enforce.netns !== undefined || this.options.enforce.netlink === false) return undefined;
     try {
       return await sharedNetlink()?.generation();
     } catch {
@@ -625,9 +628,11 @@ export class Controller {
       // iptables: what the kernel holds right after the apply is the reference (one plan rule is
       // several iptables rules, so the plan itself is not comparable line by line).
       try {
+        const g = await this.generation();
         const actual = await backendFor(this.options.enforce).readBack();
         this.iptablesReference = actual.present ? actual : undefined;
         this.ruleDigest = actual.present ? actual.ruleDigest : undefined;
+        if (g !== undefined && actual.present) this.cleanGeneration = g;
       } catch (e) {
         this.iptablesReference = undefined;
         this.ruleDigest = undefined;
@@ -648,15 +653,20 @@ export class Controller {
 
   private async drift(): Promise<DriftReport> {
     const g = await this.generation();
-    // (Not for the iptables backend: its ipsets live outside nf_tables, so `ipset add` leaves the
-    // generation where it was.)
-    if (g !== undefined && g === this.cleanGeneration && this.jumpUnderGeneration && this.backendKind === 'nft') {
-      // No nf_tables commit since the kernel last matched: no drift, without reading the table.
-      const d: DriftReport = { drifted: false, findings: [] };
-      this.lastDrift = { ...d, at: new Date().toISOString(), skipped: `nf_tables generation ${g} unchanged` };
-      return d;
-    }
     const b = backendFor(this.options.enforce);
+    if (g !== undefined && g === this.cleanGeneration && this.jumpUnderGeneration) {
+      // No nf_tables commit since the kernel last matched: the rules are as they were, without reading
+      // them. The iptables backend's ipsets live outside nf_tables (`ipset add` leaves the generation
+      // where it was): their members are still compared.
+      const sets = b instanceof IptablesBackend ? await b.ipsetDigests() : undefined;
+      const ref = this.ruleDigest ?? {};
+      const setsSame = !sets || (Object.keys(sets).length === Object.keys(ref).filter((k) => k.startsWith('ipset ')).length && Object.entries(sets).every(([k, v]) => ref[k] === v));
+      if (setsSame) {
+        const d: DriftReport = { drifted: false, findings: [] };
+        this.lastDrift = { ...d, at: new Date().toISOString(), skipped: `nf_tables generation ${g} unchanged${sets ? '; ipset members unchanged' : ''}` };
+        return d;
+      }
+    }
     if (this.backendKind !== 'nft' && !this.iptablesReference) {
       // Nothing applied by this process yet: the next reconcile replaces the chains anyway.
       const d: DriftReport = { drifted: false, findings: [] };

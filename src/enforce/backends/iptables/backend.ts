@@ -36,6 +36,8 @@ export interface IptablesScripts {
   newSets: string[];
 }
 
+const digestOf = (xs: string[]) => createHash('sha256').update(xs.join('\n')).digest('hex').slice(0, 16);
+
 export class IptablesBackend {
   readonly kind = 'iptables' as const;
   constructor(readonly options: IptablesOptions = {}) {
@@ -121,7 +123,6 @@ export class IptablesBackend {
     if (st.moatChains.length === 0) return emptySummary();
     const n = names(this.options);
     const s: RulesetSummary = { present: true, sets: {}, maps: {}, chains: {}, ruleDigest: {} };
-    const digest = (xs: string[]) => createHash('sha256').update(xs.join('\n')).digest('hex').slice(0, 16);
     for (const c of st.moatChains) {
       // Dispatch chains stand for the verdict maps, which iptables read-back does not report; log
       // chains (NFLOG + DROP per log prefix) are part of the drop rules that go to them.
@@ -131,10 +132,17 @@ export class IptablesBackend {
     }
     for (const f of this.families()) {
       const fs = f === 4 ? st : await this.familyState(6);
-      for (const c of fs.moatChains) s.ruleDigest![`${f === 4 ? 'iptables' : 'ip6tables'} ${c}`] = digest(fs.lines[c] ?? []);
+      for (const c of fs.moatChains) s.ruleDigest![`${f === 4 ? 'iptables' : 'ip6tables'} ${c}`] = digestOf(fs.lines[c] ?? []);
     }
-    for (const [name, members] of await this.ipsetMembers()) s.ruleDigest![`ipset ${name}`] = digest(members.map(ipsetMember).sort());
+    Object.assign(s.ruleDigest!, await this.ipsetDigests());
     return s;
+  }
+
+  /** A digest of each moat ipset's members (`ipset <name>` -> digest), from one `ipset save`. */
+  async ipsetDigests(): Promise<Record<string, string>> {
+    const out: Record<string, string> = {};
+    for (const [name, members] of await this.ipsetMembers()) out[`ipset ${name}`] = digestOf(members.map(ipsetMember).sort());
+    return out;
   }
 
   async remove(): Promise<void> {
