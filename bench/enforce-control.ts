@@ -121,7 +121,10 @@ try {
       nftScriptMs: { p50: median(kernelNft), p99: pct(kernelNft, 99) },
       diffMs: { p50: median(diff), p99: pct(diff, 99) },
       compileMs: { p50: median(recompile), p99: pct(recompile, 99), modes: compileModes },
-      compilePlusDiffPlusNetlinkMs: { p50: median(kernel.map((x, i) => x + diff[i] + recompile[2 * i])), p99: pct(kernel.map((x, i) => x + diff[i] + recompile[2 * i]), 99) },
+      compilePlusDiffPlusNetlinkMs: (() => {
+        const xs = kernel.map((x, i) => x + diff[i] + recompile[2 * i]);
+        return { p50: median(xs), p90: pct(xs, 90), p95: pct(xs, 95), p99: pct(xs, 99), over20ms: `${xs.filter((x) => x > 20).length} of ${xs.length}` };
+      })(),
       lastScriptLines: last.incremental ? last.script.split('\n').length - 1 : -1,
       sampleScript: last.incremental ? incrementalScript(p, compilePlan({ ...world, endpoints: [...world.endpoints.slice(0, ENDPOINTS), extraEndpoint(0)] }, policies, opts), { table: 'moatbench' }) : undefined,
     },
