@@ -21,7 +21,7 @@ import type { RulesetPlan } from '../enforce/plan-model.js';
 import { UserError, formatDiagnostic, type Diagnostic } from '../model/diagnostics.js';
 import { emptyPolicySet, mergePolicySets, type PolicySet } from '../model/ir.js';
 import { endpointDisplayName, type World } from '../model/world.js';
-import { compileLabels } from '../policy/labels/index.js';
+import { LabelCompiler } from '../policy/labels/index.js';
 import { loadPolicyFile, policyFiles } from '../policy/load.js';
 import { parseDockerHost } from '../sources/docker/index.js';
 import { describeDrift, detectDrift, restoreDockerUserJump, type DriftReport } from './drift.js';
@@ -94,6 +94,7 @@ export class Controller {
   private filePolicy: PolicySet = emptyPolicySet();
   /** Compiles only what changed between events (falls back to full compiles; see compile/session.ts). */
   private session!: CompileSession;
+  private readonly labelCompiler = new LabelCompiler();
   /** Identity of the policy files' content for the session's key (objects are replaced on reload). */
   private filePolicyIds = new WeakMap<PolicySet, number>();
   private policyHash = '';
@@ -435,8 +436,10 @@ export class Controller {
 
   private desiredPlan(world: World): { plan: RulesetPlan; policySet: PolicySet; compile: { mode: string; reason?: string } } {
     const sets = [this.filePolicy];
+    let labelVersion = '';
     if (this.options.labels !== false) {
-      const labels = compileLabels(world);
+      const labels = this.labelCompiler.compile(world);
+      labelVersion = String(labels.version);
       const errors = labels.diagnostics.filter((d) => d.severity === 'error');
       const before = new Set(this.labelErrors.map(formatDiagnostic));
       // Logged once per new error, not on every reconcile.
@@ -447,7 +450,8 @@ export class Controller {
     const policySet = mergePolicySets(sets);
     let fileId = this.filePolicyIds.get(this.filePolicy);
     if (fileId === undefined) this.filePolicyIds.set(this.filePolicy, (fileId = ++this.policyGeneration));
-    const key = `${fileId}|${sets.length > 1 ? JSON.stringify(sets[1]) : ''}`;
+    // The label compiler's version changes exactly when the labels' policy set does.
+    const key = `${fileId}|${labelVersion}`;
     const compiled = this.session.compile(world, policySet, key);
     this.metrics.compiles.inc({ mode: compiled.mode });
     let plan = compiled.plan;

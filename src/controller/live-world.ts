@@ -166,6 +166,9 @@ export class LiveWorld {
     const gw = new Set([...(net.gateways ?? []), ...(prev?.gateways ?? [])]);
     // Keep only gateways still inside the subnets (a network re-created under the same name).
     net.gateways = [...gw].filter((g) => net.subnets.some((s) => { const c = parseCidr(s); return !!c && cidrContains(c, g); })).sort();
+    // An unchanged network keeps its object: a container joining it (a `connect` event) is then no
+    // network change for the compile session, which keeps compiling only that container.
+    if (prev && JSON.stringify(prev) === JSON.stringify(net)) return;
     this.networks.set(net.name, net);
   }
 
