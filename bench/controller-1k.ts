@@ -6,7 +6,7 @@
 //   node --import tsx bench/controller-1k.ts [--endpoints 1000] [--idle 60] [--events 100]
 // Measures, on the controller process: RSS once it has enforced everything, CPU over an idle window
 // with default timers, and event-to-enforced over --events container starts (one at a time, each a new
-// replica of an existing identity), from the controller's own histogram and from this script's clock
+// replica of an existing identity, announced as dockerd does: network `connect`, then `start`), from the controller's own histogram and from this script's clock
 // (event sent -> address in the kernel's ingress map, polled with `nft list map`, which adds its own ms).
 import { execFile, spawn, spawnSync } from 'node:child_process';
 import { randomBytes, createHash } from 'node:crypto';
@@ -91,10 +91,13 @@ const server = http.createServer((req, res) => {
   }
   json({ message: `not faked: ${path}` }, 404);
 });
+/** What dockerd sends when a container starts: a `connect` per network, then `start`. */
 function emitStart(c: Ctr): number {
   const ns = BigInt(Date.now()) * 1_000_000n;
-  const ev = { Type: 'container', Action: 'start', Actor: { ID: c.id, Attributes: { name: c.e.name, 'com.docker.compose.project': c.e.namespace } }, scope: 'local', time: Number(ns / 1_000_000_000n), timeNano: Number(ns) };
-  for (const s of streams) s.write(`${JSON.stringify(ev)}\n`);
+  const at = { scope: 'local', time: Number(ns / 1_000_000_000n), timeNano: Number(ns) };
+  const evs: object[] = c.e.attachments.map((a) => ({ Type: 'network', Action: 'connect', Actor: { ID: hex(`net:${a.network}`), Attributes: { container: c.id, name: a.network, type: 'bridge' } }, ...at }));
+  evs.push({ Type: 'container', Action: 'start', Actor: { ID: c.id, Attributes: { name: c.e.name, 'com.docker.compose.project': c.e.namespace } }, ...at });
+  for (const s of streams) for (const ev of evs) s.write(`${JSON.stringify(ev)}\n`);
   return performance.now();
 }
 
