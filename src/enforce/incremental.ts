@@ -95,6 +95,9 @@ export function incrementalScript(prev: RulesetPlan, next: RulesetPlan, options:
   for (const s of next.sets) {
     const p = prevSets.get(s.name);
     if (p && p.family !== s.family) return { incremental: false, reason: `set ${s.name} changed family` };
+    // A set declared with or without intervals is a different kernel set (e.g. a plan recorded by an
+    // earlier moat, whose known-address sets had intervals): replace the table.
+    if (p && !!p.exact !== !!s.exact) return { incremental: false, reason: `set ${s.name} changed type` };
   }
   const prevMaps = new Map(prev.maps.map((m) => [m.name, m]));
   for (const m of next.maps) {

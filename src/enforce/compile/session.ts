@@ -229,9 +229,7 @@ export class CompileSession {
    */
   private delta(prev: Prev, world: World, policies: PolicySet): { plan?: RulesetPlan; reason: string } {
     const max = this.options.maxDelta ?? 8;
-    const changes = listChanges(prev.world.endpoints, world.endpoints, max) ?? this.changesById(prev, world);
-    if (!changes) return { reason: 'too many changes at once' };
-    const { added, removed } = changes;
+    const { added, removed } = listChanges(prev.world.endpoints, world.endpoints, max) ?? this.changesById(prev, world);
     if (removed.length + added.length > max) return { reason: `${removed.length + added.length} changes at once` };
     for (const e of [...removed, ...added]) if (e.networkMode.kind !== 'bridge') return { reason: `${endpointDisplayName(e)} is not in bridge mode` };
 

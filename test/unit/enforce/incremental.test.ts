@@ -44,6 +44,15 @@ test('a container joining a group changes elements only: set and chain names sta
   assert.match(back.script, /delete element inet moat known4 \{ 172\.28\.2\.21 \}/);
 });
 
+test('a plan recorded by an earlier moat (known sets with intervals) is replaced whole, not patched', () => {
+  const p = threeTierPolicies();
+  const now = compilePlan(threeTierWorld(), p);
+  const earlier = { ...now, sets: now.sets.map((s) => ({ ...s, exact: undefined })) };
+  const d = incrementalScript(earlier, compilePlan(withSecondApi(), p));
+  assert.equal(d.incremental, false);
+  assert.match(d.incremental ? '' : d.reason, /known4 changed type/);
+});
+
 test('a changed base chain or NFLOG group is not incremental', () => {
   const p = threeTierPolicies();
   const a = compilePlan(threeTierWorld(), p);
