@@ -9,9 +9,9 @@
 //
 // --ab N: paired rounds instead (the noise of a shared machine moves whole runs by 10-20 points). Each
 // backend's ruleset is loaded once; then N rounds each measure it switched off and on back to back
-// (throughput pair, then connection-rate pair), in alternating order: nft by making moat's table dormant (its base chains leave the hooks) and waking
-// it; iptables by removing and re-inserting the DOCKER-USER -> moat jump. The figure is the median of
-// the per-round on/off ratios.
+// (throughput pair, then connection-rate pair), in alternating order: nft by making moat's table
+// dormant (its base chains leave the hooks) and waking it; iptables by removing and re-inserting the
+// DOCKER-USER -> moat jump. The figure is the median of the per-round on/off ratios.
 //   node --import tsx bench/enforce-data.ts --ab 8 [--seconds 3]
 import { spawn, spawnSync } from 'node:child_process';
 import { randomBytes } from 'node:crypto';

@@ -628,29 +628,26 @@ export class Controller {
    * edits in place, and the generation the clean one, if the kernel holds the plan.
    */
   private async captureReference(plan: RulesetPlan): Promise<void> {
-    if (this.backendKind !== 'nft') {
-      // iptables: what the kernel holds right after the apply is the reference (one plan rule is
-      // several iptables rules, so the plan itself is not comparable line by line).
-      try {
-        const g = await this.generation();
-        const actual = await backendFor(this.options.enforce).readBack();
-        this.iptablesReference = actual.present ? actual : undefined;
-        this.ruleDigest = actual.present ? actual.ruleDigest : undefined;
-        if (g !== undefined && actual.present) this.cleanGeneration = g;
-      } catch (e) {
-        this.iptablesReference = undefined;
-        this.ruleDigest = undefined;
-        this.log.debug({ err: (e as Error).message }, 'cannot read back the ruleset after apply');
-      }
-      return;
-    }
+    const iptables = this.backendKind !== 'nft';
     try {
       const g = await this.generation();
       const actual = await backendFor(this.options.enforce).readBack();
-      if (describeDrift(planSummary(plan), actual).drifted) return;
-      this.ruleDigest = actual.ruleDigest;
+      if (iptables) {
+        // iptables: what the kernel holds right after the apply is the reference (one plan rule is
+        // several iptables rules, so the plan itself is not comparable line by line).
+        this.iptablesReference = actual.present ? actual : undefined;
+        this.ruleDigest = actual.present ? actual.ruleDigest : undefined;
+        if (!actual.present) return;
+      } else {
+        if (describeDrift(planSummary(plan), actual).drifted) return;
+        this.ruleDigest = actual.ruleDigest;
+      }
       if (g !== undefined) this.cleanGeneration = g;
     } catch (e) {
+      if (iptables) {
+        this.iptablesReference = undefined;
+        this.ruleDigest = undefined;
+      }
       this.log.debug({ err: (e as Error).message }, 'cannot read back the ruleset after apply');
     }
   }

@@ -37,6 +37,11 @@ export type IncrementalDiff =
 
 const setKey = (v: string, owner: string) => `${elementText(v).text}\u0000${owner}`;
 
+/** A set's element change for the netlink writer (deleting names the value only). */
+function setChange(verb: 'add' | 'delete', s: AddressSet, elements: AddressSet['elements']): ElementChange {
+  return { verb, kind: 'set', name: s.name, family: s.family, exact: s.exact, elements: elements.map((e) => (verb === 'add' ? { value: e.value, owner: e.owner } : { value: e.value })) };
+}
+
 function elemText(value: string, owner: string): string {
   return `${elementText(value).text} comment "${safeComment(owner)}"`;
 }
@@ -121,7 +126,7 @@ export function incrementalScript(prev: RulesetPlan, next: RulesetPlan, options:
       head.push(`add set inet ${t} ${assertName(s.name, 'set name')} { type ${s.family === 4 ? 'ipv4_addr' : 'ipv6_addr'};${s.exact ? '' : ' flags interval;'} }`);
       if (s.elements.length) {
         adds.push(elementCommand('add', t, s, s.elements));
-        ops.push({ verb: 'add', kind: 'set', name: s.name, family: s.family, exact: s.exact, elements: s.elements.map((e) => ({ value: e.value, owner: e.owner })) });
+        ops.push(setChange('add', s, s.elements));
         changes.elementsAdded += s.elements.length;
       }
       continue;
@@ -131,11 +136,11 @@ export function incrementalScript(prev: RulesetPlan, next: RulesetPlan, options:
     const { gone, come } = changed(p.elements, s.elements, (x, y) => x.value === y.value && x.owner === y.owner, (e) => setKey(e.value, e.owner));
     if (gone.length) {
       dels.push(elementCommand('delete', t, s, gone));
-      delOps.push({ verb: 'delete', kind: 'set', name: s.name, family: s.family, exact: s.exact, elements: gone.map((e) => ({ value: e.value })) });
+      delOps.push(setChange('delete', s, gone));
     }
     if (come.length) {
       adds.push(elementCommand('add', t, s, come));
-      ops.push({ verb: 'add', kind: 'set', name: s.name, family: s.family, exact: s.exact, elements: come.map((e) => ({ value: e.value, owner: e.owner })) });
+      ops.push(setChange('add', s, come));
     }
     changes.elementsRemoved += gone.length;
     changes.elementsAdded += come.length;

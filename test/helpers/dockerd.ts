@@ -21,10 +21,23 @@ function alive(pid: number): boolean {
   }
 }
 
+/** The PID of the dockerd scripts/test.sh started for this run, if it started one. */
+function firstOwned(): number | undefined {
+  const first = Number(process.env.MOAT_TEST_DOCKERD_PID ?? '');
+  return Number.isInteger(first) && first > 1 ? first : undefined;
+}
+
+/** Records the running dockerd (from its pid file) as this run's, next to the first one. */
+function recordRunning(first: number): number {
+  const now = Number(readFileSync('/var/run/docker.pid', 'utf8').trim());
+  writeFileSync(STATE, `${first} ${now}\n`);
+  return now;
+}
+
 /** The PID of the dockerd this test run owns, when it is the one running now. */
 export function ownedDockerd(): number | undefined {
-  const first = Number(process.env.MOAT_TEST_DOCKERD_PID ?? '');
-  if (!Number.isInteger(first) || first <= 1) return undefined;
+  const first = firstOwned();
+  if (first === undefined) return undefined;
   let pid = first;
   try {
     const [a, b] = readFileSync(STATE, 'utf8').trim().split(/\s+/).map(Number);
@@ -48,8 +61,8 @@ export function ownedDockerd(): number | undefined {
  */
 export function restartDockerd(args: string[] = []): { pid: number; downMs: number } {
   const pid = ownedDockerd();
-  if (!pid) throw new Error('this test run does not own the running dockerd');
-  const first = Number(process.env.MOAT_TEST_DOCKERD_PID);
+  const first = firstOwned();
+  if (!pid || first === undefined) throw new Error('this test run does not own the running dockerd');
   process.kill(pid, 'SIGTERM');
   for (let i = 0; i < 600 && alive(pid); i++) spawnSync('sleep', ['0.1']);
   if (alive(pid)) throw new Error(`dockerd ${pid} did not stop within 60 s`);
@@ -58,18 +71,16 @@ export function restartDockerd(args: string[] = []): { pid: number; downMs: numb
   const downAt = Date.now();
   const r = spawnSync('bash', [join(REPO, 'scripts', 'ensure-dockerd.sh')], { encoding: 'utf8', timeout: 120_000, env: { ...process.env, MOAT_DOCKERD_ARGS: args.join(' ') } });
   if (r.status !== 0) throw new Error(`dockerd did not come back: ${r.stderr}`);
-  const now = Number(readFileSync('/var/run/docker.pid', 'utf8').trim());
-  writeFileSync(STATE, `${first} ${now}\n`);
-  return { pid: now, downMs: Date.now() - downAt };
+  return { pid: recordRunning(first), downMs: Date.now() - downAt };
 }
 
 /** Starts dockerd again (as scripts/test.sh did) if it is not answering; for a test's cleanup. */
 export function ensureDockerd(): void {
   spawnSync('bash', [join(REPO, 'scripts', 'ensure-dockerd.sh')], { stdio: 'ignore', timeout: 120_000 });
-  const first = Number(process.env.MOAT_TEST_DOCKERD_PID ?? '');
-  if (!Number.isInteger(first) || first <= 1) return;
+  const first = firstOwned();
+  if (first === undefined) return;
   try {
-    writeFileSync(STATE, `${first} ${Number(readFileSync('/var/run/docker.pid', 'utf8').trim())}\n`);
+    recordRunning(first);
   } catch {
     /* not started */
   }

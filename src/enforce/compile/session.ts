@@ -24,6 +24,8 @@ import { resolveWorld } from '../../analysis/resolve.js';
 import { endpointDisplayName, type Endpoint, type World } from '../../model/world.js';
 import type { AddressSet, MapElement, PlanChain, PlanRule, RulesetPlan, VerdictMap } from '../plan-model.js';
 import { canonicalAddress, safeComment } from '../validate.js';
+import { compile, endpointFamilies, type CompileOptions } from './compile.js';
+import { buildEnforcementInput, enforcementInputFrom, type InputOptions } from './input.js';
 
 function canon(ip: string): string {
   try {
@@ -32,8 +34,6 @@ function canon(ip: string): string {
     return ip;
   }
 }
-import { compile, endpointFamilies, type CompileOptions } from './compile.js';
-import { buildEnforcementInput, enforcementInputFrom, type InputOptions } from './input.js';
 
 export interface SessionOptions extends CompileOptions, InputOptions {
   /** Most containers added or removed in one delta (default 8); more is a full compile. */
@@ -53,7 +53,6 @@ interface Prev {
   policyKey: string;
   plan: RulesetPlan;
   families: Family[];
-  endpoints: Map<string, Endpoint>;
   index: PlanIndex;
 }
 
@@ -85,6 +84,14 @@ function addTo<K, V>(m: Map<K, Set<V>>, k: K, v: V): void {
   else m.set(k, new Set([v]));
 }
 
+/** Records a known address of its owner. */
+function noteAddress(ix: PlanIndex, value: string, owner: string): void {
+  ix.addrOwner.set(value, owner);
+  const list = ix.ownerAddrs.get(owner);
+  if (list) list.push(value);
+  else ix.ownerAddrs.set(owner, [value]);
+}
+
 function indexPlan(plan: RulesetPlan): PlanIndex {
   const ix: PlanIndex = { addrOwner: new Map(), ownerAddrs: new Map(), ownerSets: new Map(), ownerMaps: new Map(), idChains: new Map(), setRefs: new Map(), chainNames: new Set() };
   for (const s of plan.sets) {
@@ -92,12 +99,7 @@ function indexPlan(plan: RulesetPlan): PlanIndex {
     for (const el of s.elements) {
       if (!el.owner.startsWith('ctr:')) continue;
       addTo(ix.ownerSets, el.owner, s.name);
-      if (known) {
-        ix.addrOwner.set(el.value, el.owner);
-        const list = ix.ownerAddrs.get(el.owner);
-        if (list) list.push(el.value);
-        else ix.ownerAddrs.set(el.owner, [el.value]);
-      }
+      if (known) noteAddress(ix, el.value, el.owner);
     }
   }
   for (const m of plan.maps) for (const el of m.elements) addTo(ix.ownerMaps, el.owner, m.name);
@@ -133,7 +135,7 @@ function scopeMayInclude(sel: EndpointSelector, namespaces: Set<string>): boolea
 }
 
 const FIXED_SETS = new Set(['managed4', 'managed6', 'known4', 'known6', 'notinet4', 'notinet6']);
-const ownerOf = (e: Endpoint) => safeComment(`ctr:${e.id}`);
+const ownerOf = (e: { id: string }) => safeComment(`ctr:${e.id}`);
 
 function hasEgressNamedPorts(p: PolicySet): boolean {
   return p.policies.some((x) => x.egress.some((r) => (r.ports ?? []).some((pt) => 'name' in pt)));
@@ -207,7 +209,7 @@ export class CompileSession {
     const input = buildEnforcementInput(world, policies, this.options);
     const families = endpointFamilies(input.endpoints);
     const plan = compile(input, { ...this.options, families });
-    this.prev = { world, policies, policyKey, plan, families, endpoints: new Map(world.endpoints.map((e) => [e.id, e])), index: indexPlan(plan) };
+    this.prev = { world, policies, policyKey, plan, families, index: indexPlan(plan) };
     this.stats.full++;
     return { plan, mode: 'full', reason };
   }
@@ -244,23 +246,15 @@ export class CompileSession {
       if (!r.plan) return r;
       plan = r.plan;
     }
-    for (const e of removed) prev.endpoints.delete(e.id);
-    for (const e of added) prev.endpoints.set(e.id, e);
     this.prev = { ...prev, world, policies, plan };
     return { plan, reason: '' };
   }
 
   /** Containers added and removed, by id (the lists' orders differ). */
   private changesById(prev: Prev, world: World): { added: Endpoint[]; removed: Endpoint[] } {
-    const now = new Map<string, Endpoint>();
-    const added: Endpoint[] = [];
-    for (const e of world.endpoints) {
-      now.set(e.id, e);
-      if (prev.endpoints.get(e.id) !== e) added.push(e);
-    }
-    const removed: Endpoint[] = [];
-    for (const e of prev.endpoints.values()) if (now.get(e.id) !== e) removed.push(e);
-    return { added, removed };
+    const before = new Map(prev.world.endpoints.map((e) => [e.id, e]));
+    const now = new Map(world.endpoints.map((e) => [e.id, e]));
+    return { added: world.endpoints.filter((e) => before.get(e.id) !== e), removed: prev.world.endpoints.filter((e) => now.get(e.id) !== e) };
   }
 
   private remove(plan: RulesetPlan, ix: PlanIndex, gone: Endpoint[], added: Endpoint[]): { plan?: RulesetPlan; reason: string } {
@@ -344,7 +338,7 @@ export class CompileSession {
     for (const e of freshInput) {
       for (const a of e.addresses) {
         if (ix.addrOwner.has(a) || freshAddrs.has(a)) return { reason: `address ${a} already claimed` };
-        freshAddrs.set(a, safeComment(`ctr:${e.id}`));
+        freshAddrs.set(a, ownerOf(e));
       }
     }
     if (small.warnings.some((w) => /claimed by/.test(w))) return { reason: 'address claimed twice' };
@@ -398,12 +392,7 @@ export class CompileSession {
     const names = fresh.map(endpointDisplayName);
     const warnings = [...plan.warnings, ...small.warnings.filter((w) => names.some((n) => w.includes(n)) && !plan.warnings.includes(w))];
 
-    for (const el of [...(additions.get('known4') ?? []), ...(additions.get('known6') ?? [])]) {
-      ix.addrOwner.set(el.value, el.owner);
-      const list = ix.ownerAddrs.get(el.owner);
-      if (list) list.push(el.value);
-      else ix.ownerAddrs.set(el.owner, [el.value]);
-    }
+    for (const el of [...(additions.get('known4') ?? []), ...(additions.get('known6') ?? [])]) noteAddress(ix, el.value, el.owner);
     for (const [name, els] of additions) for (const el of els) addTo(ix.ownerSets, el.owner, name);
     for (const [name, els] of mapAdds) for (const el of els) addTo(ix.ownerMaps, el.owner, name);
     for (const [name, ids] of chainOwners) for (const id of ids) addTo(ix.idChains, id, name);

@@ -239,10 +239,6 @@ export class LabelCompiler {
   private lastKeys: string[] = [];
   private current = 0;
 
-  get version(): number {
-    return this.current;
-  }
-
   compile(world: World): LabelCompileResult & { version: number } {
     const r = assemble(world, (e) => {
       let c = this.cache.get(e);

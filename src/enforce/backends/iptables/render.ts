@@ -36,6 +36,8 @@ export function names(options: IptablesRenderOptions = {}, setNames: SetNames = 
   const setPrefix = options.setPrefix ?? 'moat';
   if (!/^[A-Z][A-Z0-9]{0,7}$/.test(chainPrefix)) throw new Error(`invalid chain prefix: ${JSON.stringify(chainPrefix)}`);
   if (!/^[a-z][a-z0-9]{0,7}$/.test(setPrefix)) throw new Error(`invalid ipset prefix: ${JSON.stringify(setPrefix)}`);
+  const dispatch = dispatchChainPattern(chainPrefix);
+  const log = logChainPattern(chainPrefix);
   return {
     chainPrefix,
     setPrefix,
@@ -51,13 +53,9 @@ export function names(options: IptablesRenderOptions = {}, setNames: SetNames = 
       if (!v) throw new Error(`no ipset for plan set ${n}`);
       return v;
     },
-    /** Whether a chain of moat's is a verdict map's dispatch chain (not a plan chain). */
-    isDispatch(c: string): boolean {
-      return dispatchChainPattern(chainPrefix).test(c);
-    },
     /** Whether a chain of moat's is a helper (dispatch or log chain), not a plan chain. */
     isHelper(c: string): boolean {
-      return dispatchChainPattern(chainPrefix).test(c) || logChainPattern(chainPrefix).test(c);
+      return dispatch.test(c) || log.test(c);
     },
   };
 }

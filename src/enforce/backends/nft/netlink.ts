@@ -121,13 +121,18 @@ function comment(owner: string): Buffer {
 
 const key = (bytes: Buffer) => nest(NFTA_SET_ELEM_KEY, [attr(NFTA_DATA_VALUE, bytes)]);
 
+/** Map keys and elements of sets without intervals are host addresses of the change's family. */
+function assertHost(value: string, family: Family, what: string): void {
+  const a = parseCidr(value.trim());
+  if (!a || a.family !== family || a.prefix !== (family === 4 ? 32 : 128)) throw new Error(`${what} ${JSON.stringify(value)} is not an IPv${family} address`);
+}
+
 /** The list elements of one change, per element (interval sets: a start element and an end element per range). */
 export function encodeElements(c: ElementChange): Buffer[][] {
   const out: Buffer[][] = [];
   for (const e of c.elements) {
     if (c.kind === 'map') {
-      const a = parseCidr(e.value.trim());
-      if (!a || a.family !== c.family || a.prefix !== (c.family === 4 ? 32 : 128)) throw new Error(`map key ${JSON.stringify(e.value)} is not an IPv${c.family} address`);
+      assertHost(e.value, c.family, 'map key');
       const { start } = intervalOf(e.value, c.family);
       const parts = [key(start)];
       if (c.verb === 'add') {
@@ -138,10 +143,7 @@ export function encodeElements(c: ElementChange): Buffer[][] {
       out.push([nest(NFTA_LIST_ELEM, parts)]);
       continue;
     }
-    if (c.exact) {
-      const a = parseCidr(e.value.trim());
-      if (!a || a.family !== c.family || a.prefix !== (c.family === 4 ? 32 : 128)) throw new Error(`element ${JSON.stringify(e.value)} of ${c.name} is not an IPv${c.family} address`);
-    }
+    if (c.exact) assertHost(e.value, c.family, `element of ${c.name}`);
     const { start, end } = intervalOf(e.value, c.family);
     const first = [key(start)];
     if (c.verb === 'add' && e.owner) first.push(comment(e.owner));
