@@ -19,7 +19,13 @@ test('controller, iptables backend: follows containers, restores a flushed chain
   const setPrefix = `mi${tag}`;
   const h = makeHarness('moatipt', ['--backend', 'iptables', '--chain-prefix', chainPrefix, '--set-prefix', setPrefix, '--drift-interval', '1s', '--resync-interval', '30s']);
   const ipt = new IptablesBackend({ chainPrefix, setPrefix });
-  cleanup.add(`iptables ${chainPrefix}`, () => ipt.remove().catch(() => undefined));
+  // Clean-ups run newest first: stop the controller before removing its chains and ipsets, or a repair
+  // it has under way (a failing test leaves it running) could put some back.
+  cleanup.add(`iptables ${chainPrefix}`, async () => {
+    stopController(h, 'SIGKILL');
+    await waitExit(h).catch(() => undefined);
+    await ipt.remove().catch(() => undefined);
+  });
   const { net, api, intruder, dbTarget } = await dbScene(docker, h);
   assert.ok((await reachable(intruder.pid, [dbTarget])).has(dbTarget), 'intruder reaches db before moat runs');
 
