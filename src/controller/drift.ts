@@ -2,6 +2,7 @@
 // (iptables) flushed, edited or deleted by someone else (an admin, a ufw or firewalld reload), and the
 // FORWARD -> DOCKER-USER jump that the iptables backend depends on.
 import { IptablesBackend } from '../enforce/backends/iptables/backend.js';
+import { iptablesPlan } from '../enforce/backends/iptables/render.js';
 import type { NftBackend } from '../enforce/backends/nft/backend.js';
 import type { RulesetPlan } from '../enforce/plan-model.js';
 import { diffSummaries, planSummary, type RulesetDiff, type RulesetSummary } from '../enforce/summary.js';
@@ -78,7 +79,7 @@ export async function detectDrift(
 ): Promise<DriftReport & { actual: RulesetSummary }> {
   // iptables: one plan rule becomes several iptables rules (NFLOG + DROP, one per port chunk, the
   // dispatch of a verdict map), so the reference is what the kernel held right after moat's apply.
-  const expected = options.expected ?? planSummary(plan);
+  const expected = options.expected ?? planSummary(backend instanceof IptablesBackend ? iptablesPlan(plan) : plan);
   if (backend instanceof IptablesBackend && !options.expected) {
     // iptables keeps no set or map names: chains and their rules only.
     expected.sets = {};

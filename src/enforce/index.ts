@@ -3,6 +3,7 @@
 import type { PolicySet } from '../model/ir.js';
 import type { World } from '../model/world.js';
 import { IptablesBackend, type IptablesOptions } from './backends/iptables/backend.js';
+import { iptablesPlan } from './backends/iptables/render.js';
 import { NftBackend } from './backends/nft/backend.js';
 import { compile, type CompileOptions } from './compile/compile.js';
 import { buildEnforcementInput, type InputOptions } from './compile/input.js';
@@ -65,7 +66,7 @@ export async function plan(world: World, policies: PolicySet, options: EnforceOp
   const p = compilePlan(world, policies, options);
   const b = backendFor(options);
   const current = await b.readBack();
-  const desired = planSummary(p);
+  const desired = planSummary(b instanceof IptablesBackend ? iptablesPlan(p) : p);
   if (b instanceof IptablesBackend) {
     // iptables keeps no set/map names: compare chains only.
     desired.sets = {};

@@ -41,7 +41,13 @@ export interface PlanRule {
   comment: string;
 }
 
-export type Hook = 'forward' | 'output' | 'input';
+/**
+ * Where a base chain decides, whatever path the packet takes through the host: `egress` sees every
+ * packet a container sends (to another container, to the host, or beyond), `ingress` every packet
+ * sent to a container (from a container, the host, or outside). Each backend hooks them where that
+ * holds: nft on prerouting and postrouting; iptables in FORWARD (via DOCKER-USER), INPUT and OUTPUT.
+ */
+export type Hook = 'egress' | 'ingress';
 
 export interface PlanChain {
   name: string;

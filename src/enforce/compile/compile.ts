@@ -310,9 +310,10 @@ export function compile(input: EnforcementInput, options: CompileOptions = {}): 
     }));
 
   const base: PlanChain[] = [
-    { name: 'forward', hook: 'forward', owners: [], rules: [est, nd, ...failClosed('src'), ...failClosed('dst'), ...vmaps('egress'), ...vmaps('ingress')] },
-    { name: 'input', hook: 'input', owners: [], rules: [est, nd, ...failClosed('src'), ...vmaps('egress')] },
-    { name: 'output', hook: 'output', owners: [], rules: [est, nd, ...failClosed('dst'), ...vmaps('ingress')] },
+    // Each verdict map is used by one base chain only: adding a jump element makes the kernel walk
+    // every map element from every base chain that uses the map (bench/README.md, "Control plane").
+    { name: 'egress', hook: 'egress', owners: [], rules: [est, nd, ...failClosed('src'), ...vmaps('egress')] },
+    { name: 'ingress', hook: 'ingress', owners: [], rules: [est, nd, ...failClosed('dst'), ...vmaps('ingress')] },
   ];
   const chains = [...base, ...[...b.chains.values()].sort((x, y) => x.name.localeCompare(y.name))];
   return {

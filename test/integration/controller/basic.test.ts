@@ -41,7 +41,7 @@ test('controller: follows containers, repairs a flushed table, keeps the last go
   await waitFor('drift repaired', async () => { const s = await status(h); return s && s.drift?.repairs >= 1 && s.drift.lastCheck?.drifted === false; }, 10_000, 100);
   const repairMs = Date.now() - flushedAt;
   t.diagnostic(`flush repaired after ${repairMs} ms`);
-  assert.ok((await nft.readBack()).chains.forward.length > 0, 'forward chain has its rules again');
+  assert.ok((await nft.readBack()).chains.egress.length > 0, 'egress chain has its rules again');
   assert.equal((await reachable(intruder.pid, [dbTarget])).has(dbTarget), false, 'intruder blocked again');
   const metrics = (await get(h, '/metrics'))!.body;
   assert.match(metrics, /moat_drift_repairs_total\{kind="ruleset"\} [1-9]/);

@@ -74,7 +74,7 @@ test(`controller: ${N} containers at once, no forbidden connection; SIGKILL mid-
   // The kernel holds a whole ruleset: the table, its base chains, the fail-closed rules.
   const back = await nft.readBack();
   assert.equal(back.present, true);
-  assert.ok(back.chains.forward.includes('moat:fail-closed-src'), JSON.stringify(back.chains.forward));
+  assert.ok(back.chains.egress.includes('moat:fail-closed-src'), JSON.stringify(back.chains.egress));
   const blocked = await probeLoop(intruder.pid, targets.slice(10), 1500, 200).done;
   assert.deepEqual(blocked.successes, [], 'nothing forbidden while the controller is dead');
   // New containers while it is dead are fail-closed, even for the allowed peer.

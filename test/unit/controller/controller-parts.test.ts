@@ -90,7 +90,7 @@ function plan(): RulesetPlan {
     sets: [{ name: 'known4', family: 4, purpose: 'k', elements: [{ value: '10.1.0.2', owner: 'ctr:a' }] }],
     maps: [{ name: 'ingress4', family: 4, elements: [{ key: '10.1.0.2', chain: 'in_x', owner: 'ctr:a' }] }],
     chains: [
-      { name: 'forward', hook: 'forward', owners: [], rules: [{ matches: [], verdict: { kind: 'accept' }, comment: 'moat:established' }] },
+      { name: 'egress', hook: 'egress', owners: [], rules: [{ matches: [], verdict: { kind: 'accept' }, comment: 'moat:established' }] },
       { name: 'in_x', owners: ['a'], rules: [{ matches: [], verdict: { kind: 'drop' }, comment: 'isolated-by:p' }] },
     ],
     nflogGroup: 100,
@@ -104,10 +104,10 @@ test('drift: identical summaries are no drift; a flushed chain, a missing elemen
   const want = planSummary(plan());
   assert.equal(describeDrift(want, planSummary(plan())).drifted, false);
   const flushed = planSummary(plan());
-  flushed.chains.forward = [];
+  flushed.chains.egress = [];
   const d1 = describeDrift(want, flushed);
   assert.equal(d1.drifted, true);
-  assert.match(d1.findings.join('\n'), /chain forward: rules differ \(0 in the kernel, 1 expected\)/);
+  assert.match(d1.findings.join('\n'), /chain egress: rules differ \(0 in the kernel, 1 expected\)/);
   const noElem = planSummary(plan());
   noElem.sets.known4 = [];
   noElem.maps.ingress4 = {};

@@ -9,7 +9,7 @@ import ipaddr from 'ipaddr.js';
 import type { Family } from '../../../src/model/address.js';
 import type { MapElement, PlanChain, PlanRule, RulesetPlan, VerdictMap } from '../../../src/enforce/plan-model.js';
 import { DEFAULT_BUCKET, DEFAULT_FANOUT, MAX_DEPTH, dispatchTree } from '../../../src/enforce/backends/iptables/dispatch.js';
-import { familyChains, ipsetDefs, names, renderRestore, setNamesOf, type IptablesRenderOptions } from '../../../src/enforce/backends/iptables/render.js';
+import { familyChains, ipsetDefs, iptablesPlan, names, renderRestore, setNamesOf, type IptablesRenderOptions } from '../../../src/enforce/backends/iptables/render.js';
 import { IptablesBackend, parseSave } from '../../../src/enforce/backends/iptables/backend.js';
 import { canUseNetns, createNetns, deleteNetns, hasTool, inNetns } from './netns.js';
 
@@ -88,9 +88,8 @@ function planOf(maps: { ingress4?: VerdictMap; egress4?: VerdictMap; ingress6?: 
   return {
     sets: [], maps: withEmpty, nflogGroup: 100, logPrefixes: {}, managedNetworks: [], warnings: [],
     chains: [
-      { name: 'forward', hook: 'forward', owners: [], rules: [...vm('egress'), ...vm('ingress')] },
-      { name: 'input', hook: 'input', owners: [], rules: vm('egress') },
-      { name: 'output', hook: 'output', owners: [], rules: vm('ingress') },
+      { name: 'egress', hook: 'egress', owners: [], rules: vm('egress') },
+      { name: 'ingress', hook: 'ingress', owners: [], rules: vm('ingress') },
       ...identityChains(all),
     ],
     ...extra,
@@ -428,7 +427,7 @@ test('backend: apply, re-apply with a changed map, and remove leave exactly the 
   namespaces.push(ns);
   const sets = [{ name: 'known4', family: 4 as Family, purpose: 'test', elements: [{ value: '10.1.0.0/16', owner: 'net:x' }] }];
   const rule: PlanRule = { matches: [{ kind: 'set', dir: 'dst', family: 4, set: 'known4' }], verdict: { kind: 'accept' }, comment: 'known' };
-  const withSet = (p: RulesetPlan): RulesetPlan => ({ ...p, sets, chains: p.chains.map((c) => (c.name === 'output' ? { ...c, rules: [rule, ...c.rules] } : c)) });
+  const withSet = (p: RulesetPlan): RulesetPlan => ({ ...p, sets, chains: p.chains.map((c) => (c.name === 'ingress' ? { ...c, rules: [rule, ...c.rules] } : c)) });
   const ingA = mapOf('ingress4', 4, addresses(4, 'docker', 1500, 21, 0x0a010000), 200, 'in', 22);
   const ingB = structuredClone(ingA);
   ingB.elements = ingB.elements.slice(0, 1000);
@@ -444,8 +443,8 @@ test('backend: apply, re-apply with a changed map, and remove leave exactly the 
   assert.deepEqual(await chainsIn(4), familyChains(planA, 4).sort());
   assert.deepEqual(await chainsIn(6), familyChains(planA, 6).sort());
   assert.deepEqual(ipsets(), ipsetDefs(planA).map((d) => d.name).sort());
-  // read back reports the plan's chains, not the dispatch chains
-  assert.deepEqual(Object.keys((await be.readBack()).chains).sort(), planA.chains.map((c) => c.name).sort());
+  // read back reports the plan's chains in iptables' places (MOAT, MOAT-INPUT, MOAT-OUTPUT), not the dispatch chains
+  assert.deepEqual(Object.keys((await be.readBack()).chains).sort(), iptablesPlan(planA).chains.map((c) => c.name).sort());
   // the same plan again changes nothing
   const before = inNetns(ns, 'iptables-save', ['-t', 'filter']).stdout.replace(/^#.*\n/gm, '');
   await be.apply(planA);

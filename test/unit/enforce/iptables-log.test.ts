@@ -120,10 +120,11 @@ function testPlan(logA: string): RulesetPlan {
   return {
     sets, maps: [], nflogGroup: 100, logPrefixes: {}, managedNetworks: [], warnings: [],
     chains: [
-      // No matches: stays NFLOG + DROP (forward: the test's packets stay on loopback).
-      { name: 'forward', hook: 'forward', owners: [], rules: [rule([], 'isolated-by:t', 'moat:iso:in:t')] },
-      { name: 'input', hook: 'input', owners: [], rules: [] },
-      { name: 'output', hook: 'output', owners: [], rules: output },
+      // Already in iptables' shape (render.ts iptablesPlan), so that the drop without matches is in
+      // FORWARD only. No matches: stays NFLOG + DROP (forward: the test's packets stay on loopback).
+      { name: 'forward', owners: [], rules: [rule([], 'isolated-by:t', 'moat:iso:in:t')] },
+      { name: 'input', owners: [], rules: [] },
+      { name: 'output', owners: [], rules: output },
     ],
   };
 }

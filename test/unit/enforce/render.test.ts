@@ -42,8 +42,9 @@ test('the nft ruleset isolates and allows what the policy says', () => {
   assert.equal(allowSet.kind, 'set');
   const set = plan.sets.find((s) => allowSet.kind === 'set' && s.name === allowSet.set)!;
   assert.deepEqual(set.elements.map((e) => e.value).sort(), ['172.28.1.20', '172.28.2.20']);
-  // The first rule of the forward chain accepts established traffic (after the chain's comment).
-  assert.match(script, /hook forward priority filter - 10; policy accept;\n\t\tcomment "moat:forward"\n\t\tct state established,related accept/);
+  // The first rule of each base chain accepts established traffic (after the chain's comment).
+  assert.match(script, /chain egress \{\n\t\ttype filter hook prerouting priority filter - 10; policy accept;\n\t\tcomment "moat:egress"\n\t\tct state established,related accept/);
+  assert.match(script, /chain ingress \{\n\t\ttype filter hook postrouting priority filter - 10; policy accept;\n\t\tcomment "moat:ingress"\n\t\tct state established,related accept/);
   assert.match(script, /ip daddr != @notinet4 fib daddr type != local counter log prefix "moat:deny:eg:label:shop\/mysql" group 100 drop/);
   assert.match(script, /ct status dnat meta l4proto tcp ct original proto-dst 80 ip saddr @p\w+ return/);
 });
@@ -82,5 +83,5 @@ test('a per-identity chain names each of its policies once in its comment', () =
   const rule = (comment: string) => ({ matches: [], verdict: { kind: 'drop' as const }, comment });
   const c = { name: 'in_x', owners: [], rules: [rule('policy:a'), rule('policy:b'), rule('isolated-by:a,b'), rule('allowlist:c')] };
   assert.equal(chainComment(c), 'identity of a,b,c');
-  assert.equal(chainComment({ ...c, hook: 'forward' as const }), 'moat:in_x');
+  assert.equal(chainComment({ ...c, hook: 'egress' as const }), 'moat:in_x');
 });

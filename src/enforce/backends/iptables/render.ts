@@ -28,6 +28,28 @@ export interface Jumps {
   existingJumps: string[];
 }
 
+/**
+ * The plan's two base chains (plan-model.ts `Hook`) in iptables' places, as chains named `forward`,
+ * `input` and `output` (MOAT, MOAT-INPUT, MOAT-OUTPUT): FORWARD (through DOCKER-USER) carries
+ * container to container and outside traffic and gets both directions' rules, the egress ones first;
+ * INPUT (container to host) the egress rules; OUTPUT (host to container) the ingress rules. A rule
+ * both chains open with (established, IPv6 neighbour discovery) is in FORWARD once. A plan already in
+ * this shape is returned as it is.
+ */
+export function iptablesPlan(plan: RulesetPlan): RulesetPlan {
+  const egress = plan.chains.find((c) => c.hook === 'egress');
+  const ingress = plan.chains.find((c) => c.hook === 'ingress');
+  if (!egress || !ingress) return plan;
+  const seen = new Set(egress.rules.map((r) => JSON.stringify(r)));
+  const forward = [...egress.rules, ...ingress.rules.filter((r) => !seen.has(JSON.stringify(r)))];
+  const base: PlanChain[] = [
+    { name: 'forward', owners: [], rules: forward },
+    { name: 'input', owners: [], rules: egress.rules },
+    { name: 'output', owners: [], rules: ingress.rules },
+  ];
+  return { ...plan, chains: [...base, ...plan.chains.filter((c) => !c.hook)] };
+}
+
 /** Plan set name -> ipset name. */
 export type SetNames = Map<string, string>;
 
@@ -113,6 +135,7 @@ type Trees = Map<string, DispatchTree>;
 
 /** The dispatch trees the plan's verdict-map rules of one family use. */
 export function dispatchTrees(plan: RulesetPlan, family: Family, options: IptablesRenderOptions = {}): Trees {
+  plan = iptablesPlan(plan);
   const n = names(options);
   const trees: Trees = new Map();
   for (const c of plan.chains) {
@@ -153,6 +176,7 @@ type LogChains = Map<string, LogChain>;
  * a chain keeps its name across applies; chains no longer used are deleted with the stale chains.
  */
 export function logChains(plan: RulesetPlan, family: Family, options: IptablesRenderOptions = {}): LogChains {
+  plan = iptablesPlan(plan);
   const n = names(options);
   const out: LogChains = new Map();
   const byName = new Map<string, LogChain>();
@@ -175,6 +199,7 @@ export function logChains(plan: RulesetPlan, family: Family, options: IptablesRe
 
 /** Every chain moat keeps in one family for this plan: the plan's chains, then the dispatch chains, then the log chains. */
 export function familyChains(plan: RulesetPlan, family: Family, options: IptablesRenderOptions = {}, trees = dispatchTrees(plan, family, options), logs = logChains(plan, family, options)): string[] {
+  plan = iptablesPlan(plan);
   const n = names(options);
   const out = plan.chains.map((c) => n.chain(c));
   const seen = new Set(out);
@@ -335,6 +360,7 @@ export function jumpSources(family: Family, jumps: Jumps, n: ReturnType<typeof n
  * `staleChains` may list all of moat's chains in the kernel: those this plan keeps are not deleted.
  */
 export function renderRestore(plan: RulesetPlan, family: Family, jumps: Jumps, staleChains: string[], setNames: SetNames, options: IptablesRenderOptions = {}): string {
+  plan = iptablesPlan(plan);
   const n = names(options, setNames);
   const lines = ['*filter'];
   const trees = dispatchTrees(plan, family, options);

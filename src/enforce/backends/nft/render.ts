@@ -1,7 +1,7 @@
 // RulesetPlan -> an `nft -f` script for moat's own table. The script replaces the table in one
 // transaction (`table` + `delete table` + full definition), so a reader never sees half a ruleset.
 import type { PortRanges } from '../../../model/connset.js';
-import type { AddressSet, Match, PlanChain, PlanRule, RulesetPlan, VerdictMap } from '../../plan-model.js';
+import type { AddressSet, Hook, Match, PlanChain, PlanRule, RulesetPlan, VerdictMap } from '../../plan-model.js';
 import { assertName, canonicalAddress, elementText, safeComment, safeLogPrefix, validTableName } from '../../validate.js';
 
 export const DEFAULT_TABLE = 'moat';
@@ -11,6 +11,14 @@ export interface NftRenderOptions {
 }
 
 const PRIORITY = 'filter - 10';
+/**
+ * The netfilter hook of each base chain. Every packet a container sends passes prerouting (bridged
+ * ones too, through br_netfilter), after Docker's DNAT (priority -100); every packet to a container
+ * passes postrouting, before masquerading (100). So one chain per direction decides for all paths
+ * (container to container, to and from the host, to and from outside), and each verdict map is used
+ * from one base chain only.
+ */
+export const NFT_HOOK: Record<Hook, string> = { egress: 'prerouting', ingress: 'postrouting' };
 
 export function tableName(options: NftRenderOptions = {}): string {
   const t = options.table ?? DEFAULT_TABLE;
@@ -115,7 +123,7 @@ export function chainComment(c: PlanChain): string {
 
 export function renderChain(c: PlanChain, group: number, indent = '\t'): string {
   const lines = [`${indent}chain ${assertName(c.name, 'chain name')} {`];
-  if (c.hook) lines.push(`${indent}\ttype filter hook ${c.hook} priority ${PRIORITY}; policy accept;`);
+  if (c.hook) lines.push(`${indent}\ttype filter hook ${NFT_HOOK[c.hook]} priority ${PRIORITY}; policy accept;`);
   lines.push(`${indent}\tcomment "${chainComment(c)}"`);
   for (const r of c.rules) lines.push(`${indent}\t${renderRule(r, group)}`);
   lines.push(`${indent}}`);
