@@ -17,7 +17,7 @@ import { NftBackend, dropCounters } from '../enforce/backends/nft/backend.js';
 import { IptablesBackend } from '../enforce/backends/iptables/backend.js';
 import { applyIncremental, applyPlan, backendFor, type EnforceOptions } from '../enforce/index.js';
 import { CompileSession } from '../enforce/compile/session.js';
-import type { RulesetPlan } from '../enforce/plan-model.js';
+import { currentPlanShape, type RulesetPlan } from '../enforce/plan-model.js';
 import { UserError, formatDiagnostic, type Diagnostic } from '../model/diagnostics.js';
 import { emptyPolicySet, mergePolicySets, type PolicySet } from '../model/ir.js';
 import { endpointDisplayName, type World } from '../model/world.js';
@@ -27,6 +27,7 @@ import { parseDockerHost } from '../sources/docker/index.js';
 import { describeDrift, detectDrift, restoreDockerUserJump, type DriftReport } from './drift.js';
 import { sharedNetlink } from '../enforce/backends/nft/netlink.js';
 import { planSummary, type RulesetSummary } from '../enforce/summary.js';
+import { collectYoung } from './gc.js';
 import { run } from '../enforce/exec.js';
 import { DockerEventStream, isWatched, type DockerEvent, type Endpoint as HttpEndpoint } from './events.js';
 import { LiveWorld } from './live-world.js';
@@ -160,11 +161,20 @@ export class Controller {
           const v = this.violationInput;
           this.violationInput = undefined;
           if (v) this.updateViolations(v.world, v.policySet, v.plan);
+          this.collectIfIdle();
         }),
       200,
       1000,
     );
-    this.debouncer = new Debouncer(() => this.enqueue('events', () => this.processPending()), options.debounceMs ?? 10, options.maxDebounceMs ?? 100);
+    this.debouncer = new Debouncer(
+      () =>
+        this.enqueue('events', async () => {
+          await this.processPending();
+          this.collectIfIdle();
+        }),
+      options.debounceMs ?? 10,
+      options.maxDebounceMs ?? 100,
+    );
     this.policyDebounce = new Debouncer(() => void this.reloadPolicy('file change'), 200, 1000);
     this.events = new DockerEventStream(this.httpEndpoint, {
       event: (e) => this.onEvent(e),
@@ -229,7 +239,7 @@ export class Controller {
   async start(): Promise<void> {
     const last = this.store.lastApplied();
     if (last && last.backend === this.backendKind && last.target === this.target) {
-      this.applied = last.plan;
+      this.applied = currentPlanShape(last.plan);
       this.appliedAt = last.at;
     }
     this.loadPolicyInitial();
@@ -410,6 +420,13 @@ export class Controller {
     }
     if (typeof e.timeNano === 'number' && e.timeNano > 0) p.eventTimes.push(e.timeNano);
     this.debouncer.trigger();
+  }
+
+  /** After work whose garbage the next event should not pay for: collect it now, unless events wait (gc.ts). */
+  private collectIfIdle(): void {
+    if (this.eventsWaiting()) return;
+    const ms = collectYoung();
+    if (ms !== undefined) this.metrics.idleGc.inc(ms / 1000);
   }
 
   /** Docker events received and not yet applied. */

@@ -45,6 +45,7 @@ export class ControllerMetrics {
   readonly dockerReconnects = new Counter({ name: 'moat_docker_reconnects_total', help: 'Reconnections to the Docker event stream', registers: [this.registry] });
   readonly violations = new Gauge({ name: 'moat_violations', help: 'Current violations (flows the intent forbids but topology exposes), by kind', labelNames: ['kind'], registers: [this.registry] });
   readonly compiles = new Counter({ name: 'moat_compiles_total', help: 'Plans compiled, by mode: delta (only the changed containers) or full', labelNames: ['mode'], registers: [this.registry] });
+  readonly idleGc = new Counter({ name: 'moat_idle_gc_seconds_total', help: 'Time spent collecting the young generation between events, off the event path (controller/gc.ts)', registers: [this.registry] });
   readonly drops: Gauge<'policy' | 'chain'>;
 
   constructor(readDrops: () => Promise<DropCounter[]>, defaultMetrics = true) {

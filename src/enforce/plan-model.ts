@@ -108,3 +108,23 @@ export interface RulesetPlan {
   managedNetworks: string[];
   warnings: string[];
 }
+
+/**
+ * A plan as this version builds it, from one recorded by an earlier moat (kept for rollback and as
+ * the controller's last applied plan). Before two base chains, a plan had `forward` (the rules of both
+ * directions), `input` (exactly the egress rules) and `output` (exactly the ingress rules): `input`
+ * becomes `egress`, `output` becomes `ingress`, and `forward` goes. Any other plan is returned as is.
+ */
+export function currentPlanShape(plan: RulesetPlan): RulesetPlan {
+  const hooks = plan.chains.map((c) => c.hook as string | undefined);
+  if (!hooks.includes('input') || !hooks.includes('output')) return plan;
+  const chains: PlanChain[] = [];
+  for (const c of plan.chains) {
+    const h = c.hook as string | undefined;
+    if (h === 'forward') continue;
+    if (h === 'input') chains.push({ ...c, name: 'egress', hook: 'egress' });
+    else if (h === 'output') chains.push({ ...c, name: 'ingress', hook: 'ingress' });
+    else chains.push(c);
+  }
+  return { ...plan, chains };
+}

@@ -1,7 +1,7 @@
 // The last applied rulesets, kept on disk for `rollback` and for incremental updates.
 import { mkdirSync, readFileSync, renameSync, writeFileSync, existsSync, readdirSync, unlinkSync } from 'node:fs';
 import { join } from 'node:path';
-import type { RulesetPlan } from './plan-model.js';
+import { currentPlanShape, type RulesetPlan } from './plan-model.js';
 
 export const DEFAULT_STATE_DIR = '/var/lib/moat';
 const KEEP = 5;
@@ -46,7 +46,9 @@ export function listApplied(stateDir: string, backend: 'nft' | 'iptables'): { se
 export function loadApplied(stateDir: string, backend: 'nft' | 'iptables', back = 0): AppliedRecord | undefined {
   const all = listApplied(stateDir, backend);
   const item = all[all.length - 1 - back];
-  return item ? (JSON.parse(readFileSync(item.file, 'utf8')) as AppliedRecord) : undefined;
+  if (!item) return undefined;
+  const rec = JSON.parse(readFileSync(item.file, 'utf8')) as AppliedRecord;
+  return { ...rec, plan: currentPlanShape(rec.plan) };
 }
 
 /** Drops the newest record (after a rollback re-applied the one before it). */

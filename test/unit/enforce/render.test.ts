@@ -3,6 +3,7 @@ import assert from 'node:assert/strict';
 import { existsSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { compilePlan } from '../../../src/enforce/index.js';
+import { currentPlanShape, type RulesetPlan } from '../../../src/enforce/plan-model.js';
 import { chainComment, renderReplace } from '../../../src/enforce/backends/nft/render.js';
 import { ipsetDefs, renderIpsets, renderRestore, setNamesOf } from '../../../src/enforce/backends/iptables/render.js';
 import { threeTierPolicies, threeTierWorld } from '../../fixtures/enforce/three-tier.js';
@@ -84,4 +85,25 @@ test('a per-identity chain names each of its policies once in its comment', () =
   const c = { name: 'in_x', owners: [], rules: [rule('policy:a'), rule('policy:b'), rule('isolated-by:a,b'), rule('allowlist:c')] };
   assert.equal(chainComment(c), 'identity of a,b,c');
   assert.equal(chainComment({ ...c, hook: 'egress' as const }), 'moat:in_x');
+});
+
+test('a plan recorded by an earlier moat (forward, input, output) renders like the current one', () => {
+  // The earlier shape, rebuilt from the current plan: forward held both directions' rules, input
+  // exactly the egress rules, output exactly the ingress rules.
+  const egress = plan.chains.find((c) => c.hook === 'egress')!;
+  const ingress = plan.chains.find((c) => c.hook === 'ingress')!;
+  const legacyHook = (h: string) => h as unknown as 'egress';
+  const legacy: RulesetPlan = {
+    ...plan,
+    chains: [
+      { name: 'forward', hook: legacyHook('forward'), owners: [], rules: [...egress.rules, ...ingress.rules.slice(2)] },
+      { name: 'input', hook: legacyHook('input'), owners: [], rules: egress.rules },
+      { name: 'output', hook: legacyHook('output'), owners: [], rules: ingress.rules },
+      ...plan.chains.filter((c) => !c.hook),
+    ],
+  };
+  const upgraded = currentPlanShape(JSON.parse(JSON.stringify(legacy)) as RulesetPlan);
+  assert.equal(renderReplace(upgraded, { table: 'moat' }), renderReplace(plan, { table: 'moat' }));
+  // A current plan is left as it is.
+  assert.equal(currentPlanShape(plan), plan);
 });
