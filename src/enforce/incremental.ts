@@ -123,6 +123,9 @@ export function incrementalScript(prev: RulesetPlan, next: RulesetPlan, options:
   for (const m of next.maps) {
     const p = prevMaps.get(m.name);
     if (!p || p.family !== m.family) return { incremental: false, reason: `map ${m.name} added or changed` };
+    // The kernel's map has the capacity of the plan that created it.
+    if (p.size !== m.size) return { incremental: false, reason: `map ${m.name} changed size` };
+    if (m.size !== undefined && m.elements.length > m.size) return { incremental: false, reason: `map ${m.name} is full` };
   }
   for (const m of prev.maps) if (!next.maps.some((x) => x.name === m.name)) return { incremental: false, reason: `map ${m.name} removed` };
 

@@ -95,6 +95,21 @@ export interface VerdictMap {
   name: string;
   family: Family;
   elements: MapElement[];
+  /**
+   * Most elements the kernel's map can take (nft `size`), which makes it a fixed-size hash: when a
+   * `jump` element is added, the kernel walks every map element to validate the table, and that walk
+   * is faster over a fixed-size hash than over a resizable one (bench/README.md, "Control plane").
+   * Set by the full compile (`mapCapacity`); kept by the deltas, which give way to a full compile
+   * rather than fill it. Absent in plans recorded by an earlier moat.
+   */
+  size?: number;
+}
+
+/** A verdict map's capacity for this many elements: twice as many, a power of two, at least 1,024. */
+export function mapCapacity(elements: number): number {
+  let c = 1024;
+  while (c < 2 * elements) c *= 2;
+  return c;
 }
 
 export interface RulesetPlan {

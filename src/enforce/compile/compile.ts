@@ -4,7 +4,7 @@
 import { createHash } from 'node:crypto';
 import { ConnSet, MAX_PORT, MIN_PORT } from '../../model/connset.js';
 import { parseCidr, type Family } from '../../model/address.js';
-import type { AddressSet, L4, Match, PlanChain, PlanRule, RulesetPlan, SetElement, VerdictMap } from '../plan-model.js';
+import { mapCapacity, type AddressSet, type L4, type Match, type PlanChain, type PlanRule, type RulesetPlan, type SetElement, type VerdictMap } from '../plan-model.js';
 import { assertNflogGroup, elementText, safeComment, safeLogPrefix } from '../validate.js';
 import type { Clause, DirectionPolicy, EnforcementInput, PeerAddresses, PublishedGuard } from './resolved.js';
 
@@ -316,6 +316,7 @@ export function compile(input: EnforcementInput, options: CompileOptions = {}): 
     { name: 'ingress', hook: 'ingress', owners: [], rules: [est, nd, ...failClosed('dst'), ...vmaps('ingress')] },
   ];
   const chains = [...base, ...[...b.chains.values()].sort((x, y) => x.name.localeCompare(y.name))];
+  for (const m of Object.values(maps)) m.size = mapCapacity(m.elements.length);
   return {
     sets,
     maps: Object.values(maps),

@@ -54,6 +54,8 @@ interface Prev {
   plan: RulesetPlan;
   families: Family[];
   index: PlanIndex;
+  /** Some container of `world` shares another's network namespace (then every compile is full). */
+  sharedNetns: boolean;
 }
 
 /**
@@ -76,6 +78,12 @@ interface PlanIndex {
   /** Set name -> number of rules referring to it. */
   setRefs: Map<string, number>;
   chainNames: Set<string>;
+  /** Chain name -> its position in the plan's chain list (rebuilt when chains go). */
+  chainPos: Map<string, number>;
+}
+
+function chainPositions(chains: PlanChain[]): Map<string, number> {
+  return new Map(chains.map((c, i) => [c.name, i]));
 }
 
 function addTo<K, V>(m: Map<K, Set<V>>, k: K, v: V): void {
@@ -93,7 +101,7 @@ function noteAddress(ix: PlanIndex, value: string, owner: string): void {
 }
 
 function indexPlan(plan: RulesetPlan): PlanIndex {
-  const ix: PlanIndex = { addrOwner: new Map(), ownerAddrs: new Map(), ownerSets: new Map(), ownerMaps: new Map(), idChains: new Map(), setRefs: new Map(), chainNames: new Set() };
+  const ix: PlanIndex = { addrOwner: new Map(), ownerAddrs: new Map(), ownerSets: new Map(), ownerMaps: new Map(), idChains: new Map(), setRefs: new Map(), chainNames: new Set(), chainPos: chainPositions(plan.chains) };
   for (const s of plan.sets) {
     const known = s.name.startsWith('known');
     for (const el of s.elements) {
@@ -137,9 +145,31 @@ function scopeMayInclude(sel: EndpointSelector, namespaces: Set<string>): boolea
 const FIXED_SETS = new Set(['managed4', 'managed6', 'known4', 'known6', 'notinet4', 'notinet6']);
 const ownerOf = (e: { id: string }) => safeComment(`ctr:${e.id}`);
 
+// Per policy set (the controller hands the same object over until the policy changes): answers that
+// would otherwise walk every policy on every container event.
+const namedPortsMemo = new WeakMap<PolicySet, boolean>();
 function hasEgressNamedPorts(p: PolicySet): boolean {
-  return p.policies.some((x) => x.egress.some((r) => (r.ports ?? []).some((pt) => 'name' in pt)));
+  let v = namedPortsMemo.get(p);
+  if (v === undefined) namedPortsMemo.set(p, (v = p.policies.some((x) => x.egress.some((r) => (r.ports ?? []).some((pt) => 'name' in pt)))));
+  return v;
 }
+
+const relevantMemo = new WeakMap<PolicySet, Map<string, PolicySet>>();
+/** The policies whose subject's namespace scope may include one of these namespaces. */
+function relevantPolicies(p: PolicySet, namespaces: Set<string>): PolicySet {
+  let byKey = relevantMemo.get(p);
+  if (!byKey) relevantMemo.set(p, (byKey = new Map()));
+  const key = [...namespaces].sort().join('\u0000');
+  let v = byKey.get(key);
+  if (!v) {
+    if (byKey.size > 1000) byKey.clear();
+    const relevant = p.policies.filter((x) => scopeMayInclude(x.subject, namespaces));
+    byKey.set(key, (v = relevant.length === p.policies.length ? p : { ...p, policies: relevant }));
+  }
+  return v;
+}
+
+const isSharedNetns = (e: Endpoint) => e.networkMode.kind === 'container';
 
 /** Set names a rule refers to. */
 function setsOf(r: PlanRule): string[] {
@@ -209,7 +239,7 @@ export class CompileSession {
     const input = buildEnforcementInput(world, policies, this.options);
     const families = endpointFamilies(input.endpoints);
     const plan = compile(input, { ...this.options, families });
-    this.prev = { world, policies, policyKey, plan, families, index: indexPlan(plan) };
+    this.prev = { world, policies, policyKey, plan, families, index: indexPlan(plan), sharedNetns: world.endpoints.some(isSharedNetns) };
     this.stats.full++;
     return { plan, mode: 'full', reason };
   }
@@ -221,7 +251,8 @@ export class CompileSession {
     if (JSON.stringify(world.namespaces) !== JSON.stringify(prev.world.namespaces)) return 'namespaces changed';
     if (JSON.stringify(world.host) !== JSON.stringify(prev.world.host)) return 'host changed';
     if (hasEgressNamedPorts(policies)) return 'egress rules with named ports';
-    if (world.endpoints.some((e) => e.networkMode.kind === 'container')) return 'shared network namespaces';
+    // The previous world's answer; the containers added since are checked in delta().
+    if (prev.sharedNetns) return 'shared network namespaces';
     return undefined;
   }
 
@@ -233,7 +264,7 @@ export class CompileSession {
     const max = this.options.maxDelta ?? 8;
     const { added, removed } = listChanges(prev.world.endpoints, world.endpoints, max) ?? this.changesById(prev, world);
     if (removed.length + added.length > max) return { reason: `${removed.length + added.length} changes at once` };
-    for (const e of [...removed, ...added]) if (e.networkMode.kind !== 'bridge') return { reason: `${endpointDisplayName(e)} is not in bridge mode` };
+    for (const e of [...removed, ...added]) if (e.networkMode.kind !== 'bridge') return { reason: isSharedNetns(e) ? 'shared network namespaces' : `${endpointDisplayName(e)} is not in bridge mode` };
 
     let plan = prev.plan;
     if (removed.length) {
@@ -284,6 +315,7 @@ export class CompileSession {
       if (left.length || c.hook) chains.push({ ...c, owners: left });
       else dropped.push(c);
     }
+    if (dropped.length) ix.chainPos = chainPositions(chains);
     for (const c of dropped) {
       ix.chainNames.delete(c.name);
       for (const r of c.rules) for (const n of setsOf(r)) ix.setRefs.set(n, (ix.setRefs.get(n) ?? 1) - 1);
@@ -324,9 +356,8 @@ export class CompileSession {
     // elements. Their membership of the plan's peer sets is decided below, set by set.
     const namespaces = new Set(fresh.map((e) => e.namespace));
     const attached = new Set(fresh.flatMap((e) => e.attachments.map((a) => a.network)));
-    const relevant = policies.policies.filter((p) => scopeMayInclude(p.subject, namespaces));
     const mini: World = { ...world, endpoints: fresh, networks: world.networks.filter((n) => attached.has(n.name)) };
-    const rw = resolveWorld(mini, relevant.length === policies.policies.length ? policies : { ...policies, policies: relevant });
+    const rw = resolveWorld(mini, relevantPolicies(policies, namespaces));
     const input = enforcementInputFrom(rw, this.options);
     const freshIds = new Set(fresh.map((e) => e.id));
     const freshInput = input.endpoints.filter((e) => freshIds.has(e.id));
@@ -379,16 +410,31 @@ export class CompileSession {
       const mine = s.elements.filter((el) => freshAddrs.has(el.value));
       if (mine.length) additions.set(s.name, [...(additions.get(s.name) ?? []), ...mine]);
     }
-    const sets = plan.sets.map((s) => (additions.has(s.name) ? { ...s, elements: [...s.elements, ...additions.get(s.name)!] } : s));
+    // concat, not spread: a 10,000-element copy is one block copy.
+    const sets = plan.sets.map((s) => (additions.has(s.name) ? { ...s, elements: s.elements.concat(additions.get(s.name)!) } : s));
     const smallMaps = new Map(small.maps.map((m) => [m.name, m]));
     const mapAdds = new Map<string, MapElement[]>();
+    let full: string | undefined;
     const maps = plan.maps.map((m) => {
       const extra = (smallMaps.get(m.name)?.elements ?? []).filter((el) => freshAddrs.has(el.key));
       if (!extra.length) return m;
+      // A full compile gives the map a larger capacity.
+      if (m.size !== undefined && m.elements.length + extra.length > m.size) full = m.name;
       mapAdds.set(m.name, extra);
-      return { ...m, elements: [...m.elements, ...extra] };
+      return { ...m, elements: m.elements.concat(extra) };
     });
-    const chains = plan.chains.map((c) => (chainOwners.has(c.name) ? { ...c, owners: [...c.owners, ...chainOwners.get(c.name)!] } : c));
+    if (full) return { reason: `map ${full} is full` };
+    // The new containers' chains, found by position (the index keeps them) instead of a pass over all.
+    let chains = plan.chains.slice();
+    for (const [name, ids] of chainOwners) {
+      const i = ix.chainPos.get(name);
+      if (i === undefined || chains[i]?.name !== name) {
+        chains = plan.chains.map((c) => (chainOwners.has(c.name) ? { ...c, owners: [...c.owners, ...chainOwners.get(c.name)!] } : c));
+        ix.chainPos = chainPositions(chains);
+        break;
+      }
+      chains[i] = { ...chains[i], owners: chains[i].owners.concat(ids) };
+    }
     const names = fresh.map(endpointDisplayName);
     const warnings = [...plan.warnings, ...small.warnings.filter((w) => names.some((n) => w.includes(n)) && !plan.warnings.includes(w))];
 

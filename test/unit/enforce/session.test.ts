@@ -5,7 +5,7 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { CompileSession } from '../../../src/enforce/compile/session.js';
-import { compilePlan } from '../../../src/enforce/index.js';
+import { compilePlan, incrementalScript } from '../../../src/enforce/index.js';
 import type { RulesetPlan } from '../../../src/enforce/plan-model.js';
 import type { Endpoint, World } from '../../../src/model/world.js';
 import type { PolicySet } from '../../../src/model/ir.js';
@@ -108,4 +108,39 @@ test('a policy change, a network change or a burst is a full compile', () => {
   assert.equal(s.compile({ ...world, endpoints: world.endpoints.slice(1), networks: [...world.networks] }, policies, 'b').mode, 'delta', 'same network objects in a new array are the same networks');
   assert.equal(s.compile({ ...world, endpoints: world.endpoints.slice(1), networks: world.networks.slice(1) }, policies, 'b').reason, 'networks changed');
   assert.match(s.compile({ ...world, endpoints: world.endpoints.slice(20), networks: world.networks.slice(1) }, policies, 'b').reason ?? '', /changes at once/);
+});
+
+test('a verdict map never outgrows its kernel capacity: the delta that would fill it is a full compile with a larger size', () => {
+  const world = syntheticWorld(600);
+  const policies = syntheticPolicies(60, 600);
+  const s = new CompileSession();
+  const first = s.compile(world, policies, 'p').plan;
+  const eg = first.maps.find((m) => m.name === 'egress4')!;
+  assert.equal(eg.size, 1024, `${eg.elements.length} elements`);
+  // Replicas of a container that has an egress chain, one at a time, until the map would hold more
+  // elements than its size.
+  const like = world.endpoints.find((e) => eg.elements.some((el) => el.owner === `ctr:${e.id}`))!;
+  const endpoints = [...world.endpoints];
+  let last = first;
+  let fullAt = -1;
+  for (let k = 0; k < 700 && fullAt < 0; k++) {
+    endpoints.push({ ...like, id: `${like.namespace}/rep${k}`, name: `rep${k}`, containerName: `rep${k}`, attachments: like.attachments.map((a, j) => ({ ...a, ipv4: a.ipv4 ? `100.${120 + j}.${Math.floor(k / 200)}.${(k % 200) + 1}` : undefined })) });
+    const r = s.compile({ ...world, endpoints: [...endpoints] }, policies, 'p');
+    const m = r.plan.maps.find((x) => x.name === 'egress4')!;
+    assert.ok(m.elements.length <= m.size!, `step ${k}: ${m.elements.length} elements in a map of ${m.size}`);
+    if (r.mode === 'full') {
+      fullAt = k;
+      assert.match(r.reason ?? '', /map egress4 is full/);
+      assert.equal(m.size, 4096);
+      // The kernel's map cannot take it as element changes: a whole-table replace.
+      const d = incrementalScript(last, r.plan);
+      assert.equal(d.incremental, false);
+      if (!d.incremental) assert.match(d.reason, /changed size/);
+    } else {
+      assert.equal(m.size, 1024);
+      assert.equal(incrementalScript(last, r.plan).incremental, true);
+    }
+    last = r.plan;
+  }
+  assert.equal(fullAt, 1024 - eg.elements.length, 'the first delta past the capacity, not before');
 });

@@ -100,6 +100,10 @@ export function mapElementText(e: VerdictMap['elements'][number]): string {
 export function renderMap(m: VerdictMap, indent = '\t'): string {
   const type = m.family === 4 ? 'ipv4_addr' : 'ipv6_addr';
   const lines = [`${indent}map ${assertName(m.name, 'map name')} {`, `${indent}\ttype ${type} : verdict`];
+  if (m.size !== undefined) {
+    if (!Number.isSafeInteger(m.size) || m.size < 1 || m.size > 1 << 24) throw new Error(`invalid map size: ${m.size}`);
+    lines.push(`${indent}\tsize ${m.size}`);
+  }
   if (m.elements.length) {
     lines.push(`${indent}\telements = {`);
     lines.push(elementLines(m.elements.map(mapElementText), `${indent}\t\t`));
