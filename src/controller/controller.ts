@@ -126,6 +126,9 @@ export class Controller {
   private statusDirty = true;
   private policyGeneration = 0;
   private violationDebounce!: Debouncer;
+  private saveDebounce!: Debouncer;
+  /** The applied plan changed since it was last written to the state store. */
+  private unsavedApplied = false;
   private driftDeferred = 0;
   private violationInput: { world: World; policySet: PolicySet; plan: RulesetPlan } | undefined;
   private statusSavedAt = 0;
@@ -162,6 +165,19 @@ export class Controller {
           this.violationInput = undefined;
           if (v) this.updateViolations(v.world, v.policySet, v.plan);
           this.collectIfIdle();
+        }),
+      200,
+      1000,
+    );
+    // The applied plan in the state store is for a restart: at 10,000 endpoints it is ~5 MB of JSON
+    // and ~30 ms to write, which per event would hold up the next batch and load the old generation.
+    // A restart compares the kernel with it first, so a plan a few hundred ms old only costs a
+    // whole-table replace then.
+    this.saveDebounce = new Debouncer(
+      () =>
+        void this.enqueue('save', async () => {
+          if (this.eventsWaiting()) return this.saveDebounce.trigger();
+          this.saveApplied();
         }),
       200,
       1000,
@@ -275,11 +291,13 @@ export class Controller {
     this.debouncer.cancel();
     this.policyDebounce.cancel();
     this.violationDebounce.cancel();
+    this.saveDebounce.cancel();
     for (const t of this.timers) clearInterval(t);
     for (const w of this.watchers) w.close();
     this.timers = [];
     this.watchers = [];
     await this.queue.catch(() => undefined);
+    this.saveApplied();
     this.persistStatus();
     this.store.close();
   }
@@ -422,6 +440,13 @@ export class Controller {
     this.debouncer.trigger();
   }
 
+  /** Writes the applied plan to the state store if it changed since the last write. */
+  private saveApplied(): void {
+    if (!this.unsavedApplied || !this.applied || !this.appliedAt) return;
+    this.unsavedApplied = false;
+    this.store.saveApplied({ at: this.appliedAt, backend: this.backendKind, target: this.target, plan: this.applied });
+  }
+
   /** After work whose garbage the next event should not pay for: collect it now, unless events wait (gc.ts). */
   private collectIfIdle(): void {
     if (this.eventsWaiting()) return;
@@ -540,7 +565,9 @@ export class Controller {
     if (mode !== 'unchanged') this.statusDirty = true;
     if (mode === 'full' || (mode === 'incremental' && via !== 'netlink')) await this.captureReference(plan);
     if (mode !== 'unchanged') {
-      this.store.saveApplied({ at: this.appliedAt, backend: this.backendKind, target: this.target, plan });
+      // Written once events go quiet, not per event (saveDebounce).
+      this.unsavedApplied = true;
+      this.saveDebounce.trigger();
       this.store.recordApply({ at: this.appliedAt, reason: trigger, mode, ok: true, durationMs: ms, endpoints: world.endpoints.length, detail: detail?.slice(0, 2000) });
     }
     const names = (o.containers ?? []).map((id) => world.endpoints.find((e) => e.id === id)).filter((e) => !!e).map((e) => endpointDisplayName(e!));
