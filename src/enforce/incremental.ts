@@ -6,7 +6,7 @@
 // Anything else (a base chain changed, the NFLOG group changed, a chain's rules changed under the
 // same name) is not incremental: the caller does a whole-table replace.
 import type { AddressSet, PlanChain, RulesetPlan, VerdictMap } from './plan-model.js';
-import { chainComment, mapElementText, renderRule, tableName } from './backends/nft/render.js';
+import { chainComment, mapElementText, portSets, renderRule, tableName } from './backends/nft/render.js';
 import { assertName, elementText, safeComment } from './validate.js';
 import type { ElementChange } from './backends/nft/netlink.js';
 
@@ -196,6 +196,24 @@ export function incrementalScript(prev: RulesetPlan, next: RulesetPlan, options:
     if (nextSets.has(s.name)) continue;
     changes.setsRemoved.push(s.name);
     tail.push(`delete set inet ${t} ${assertName(s.name, 'set name')}`);
+  }
+  // Shared port sets (render.ts portSetName) change only with chains: declare the new ones before
+  // the chains that use them, delete the unused ones after the chains that used them.
+  if (changes.chainsAdded.length || changes.chainsRemoved.length) {
+    const before = portSets(prev);
+    const after = portSets(next);
+    const fresh: string[] = [];
+    for (const [name, items] of after) {
+      if (before.has(name)) continue;
+      changes.setsAdded.push(name);
+      fresh.push(`add set inet ${t} ${assertName(name, 'set name')} { type inet_service; flags interval; elements = { ${items.join(', ')} }; }`);
+    }
+    head.unshift(...fresh);
+    for (const name of before.keys()) {
+      if (after.has(name)) continue;
+      changes.setsRemoved.push(name);
+      tail.push(`delete set inet ${t} ${assertName(name, 'set name')}`);
+    }
   }
   const lines = [...head, ...dels, ...adds, ...tail];
   const elementOps = head.length === 0 && tail.length === 0 ? [...delOps, ...ops] : undefined;

@@ -4,7 +4,8 @@ import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { applyIncremental, applyPlan, compilePlan, incrementalScript } from '../../../src/enforce/index.js';
-import { renderReplace } from '../../../src/enforce/backends/nft/render.js';
+import { portSetName, renderReplace } from '../../../src/enforce/backends/nft/render.js';
+import type { PlanRule, RulesetPlan } from '../../../src/enforce/plan-model.js';
 import { threeTierPolicies, threeTierWorld } from '../../fixtures/enforce/three-tier.js';
 import type { World } from '../../../src/model/world.js';
 import { canUseNetns, createNetns, deleteNetns, inNetns } from './netns.js';
@@ -102,4 +103,32 @@ test('incremental apply in a throw-away netns gives the same kernel ruleset as a
   const full2 = inNetns(ns2, 'nft', ['-f', '-'], renderReplace(a, { table: 'moatinc' }));
   assert.equal(full2.status, 0, full2.stderr);
   assert.equal(norm(inNetns(ns1, 'nft', ['list', 'table', 'inet', 'moatinc']).stdout), norm(inNetns(ns2, 'nft', ['list', 'table', 'inet', 'moatinc']).stdout));
+});
+
+test('a new chain with a port list brings its shared port set along, and the last chain using it takes it away', { skip: !canUseNetns() && 'needs root and nft' }, async () => {
+  const ns1 = createNetns();
+  const ns2 = createNetns();
+  namespaces.push(ns1, ns2);
+  const stateDir = mkdtempSync(join(tmpdir(), 'moat-inc-'));
+  dirs.push(stateDir);
+  const opts = { netns: ns1, stateDir, table: 'moatincp' };
+  const a = compilePlan(threeTierWorld(), threeTierPolicies());
+  await applyPlan(a, { ...opts, check: false });
+  const rule: PlanRule = { matches: [{ kind: 'l4', proto: 'tcp', ports: [[8080, 8080], [8443, 8443]] }], verdict: { kind: 'return' }, comment: 'policy:test' };
+  const b: RulesetPlan = { ...a, chains: [...a.chains, { name: 'in_porttest', owners: ['x'], rules: [rule] }] };
+  const name = portSetName([[8080, 8080], [8443, 8443]]);
+  const d = incrementalScript(a, b, { table: 'moatincp' });
+  assert.ok(d.incremental);
+  const lines = d.script.split('\n');
+  const setAt = lines.findIndex((l) => l.startsWith(`add set inet moatincp ${name} `));
+  assert.ok(setAt >= 0 && setAt < lines.findIndex((l) => l.startsWith('add chain')), d.script);
+  const norm = (t: string) => t.split('\n').map((l) => l.trim()).filter(Boolean).sort().join('\n');
+  for (const [from, to] of [[a, b], [b, a]] as const) {
+    const r = await applyIncremental(from, to, opts);
+    assert.equal(r.mode, 'incremental', r.reason);
+    assert.equal(inNetns(ns2, 'nft', ['-f', '-'], renderReplace(to, { table: 'moatincp' })).status, 0);
+    const got = inNetns(ns1, 'nft', ['list', 'table', 'inet', 'moatincp']).stdout;
+    assert.equal(norm(got), norm(inNetns(ns2, 'nft', ['list', 'table', 'inet', 'moatincp']).stdout));
+    assert.equal(got.includes(name), to === b, got);
+  }
 });

@@ -2,6 +2,7 @@
 // transaction (`table` + `delete table` + full definition), so a reader never sees half a ruleset.
 import type { PortRanges } from '../../../model/connset.js';
 import type { AddressSet, Hook, Match, PlanChain, PlanRule, RulesetPlan, VerdictMap } from '../../plan-model.js';
+import { createHash } from 'node:crypto';
 import { assertName, canonicalAddress, elementText, safeComment, safeLogPrefix, validTableName } from '../../validate.js';
 
 export const DEFAULT_TABLE = 'moat';
@@ -26,9 +27,38 @@ export function tableName(options: NftRenderOptions = {}): string {
   return t;
 }
 
+function portItems(r: PortRanges): string[] {
+  return r.map(([a, b]) => (a === b ? `${a}` : `${a}-${b}`));
+}
+
+/**
+ * The named set that stands for a list of several ports or ranges (`th dport @ports_<hash>`), shared
+ * by every rule with that list. An inline list (`th dport { 80, 443 }`) is an anonymous set per rule;
+ * the kernel allocates, names and binds each one by walking its sets and the batch, which for 500
+ * rules cost a quarter of a whole-table load (bench/README.md, "Control plane"). Named by content.
+ */
+export function portSetName(r: PortRanges): string {
+  return `ports_${createHash('sha256').update(portItems(r).join(',')).digest('hex').slice(0, 10)}`;
+}
+
 function ports(r: PortRanges): string {
-  const items = r.map(([a, b]) => (a === b ? `${a}` : `${a}-${b}`));
-  return items.length === 1 ? items[0] : `{ ${items.join(', ')} }`;
+  return r.length === 1 ? portItems(r)[0] : `@${portSetName(r)}`;
+}
+
+/** The port sets the plan's rules use: name -> its elements as nft writes them (`80`, `9000-9100`). */
+export function portSets(plan: Pick<RulesetPlan, 'chains'>): Map<string, string[]> {
+  const out = new Map<string, string[]>();
+  for (const c of plan.chains) {
+    for (const r of c.rules) {
+      for (const m of r.matches) if (m.kind === 'l4' && m.ports && m.ports.length > 1) out.set(portSetName(m.ports), portItems(m.ports));
+    }
+  }
+  return out;
+}
+
+/** A port set's declaration. */
+export function renderPortSet(name: string, items: string[], indent = '\t'): string {
+  return [`${indent}set ${assertName(name, 'set name')} {`, `${indent}\ttype inet_service`, `${indent}\tflags interval`, `${indent}\telements = { ${items.join(', ')} }`, `${indent}}`].join('\n');
 }
 
 function addrKw(family: 4 | 6, dir: 'src' | 'dst'): string {
@@ -138,6 +168,7 @@ export function renderChain(c: PlanChain, group: number, indent = '\t'): string 
 export function renderTable(plan: RulesetPlan, options: NftRenderOptions = {}): string {
   const t = tableName(options);
   const body: string[] = [];
+  for (const [name, items] of [...portSets(plan)].sort(([a], [b]) => a.localeCompare(b))) body.push(renderPortSet(name, items));
   for (const s of plan.sets) body.push(renderSet(s));
   // Chains before maps: map elements jump to them.
   const [base, per] = [plan.chains.filter((c) => c.hook), plan.chains.filter((c) => !c.hook)];
