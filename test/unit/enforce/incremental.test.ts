@@ -17,6 +17,16 @@ after(() => {
   dirs.forEach((d) => rmSync(d, { recursive: true, force: true }));
 });
 
+/** Two throw-away namespaces (incremental in the first, full replace in the second) and a state directory. */
+function twoNamespaces(): { ns1: string; ns2: string; stateDir: string } {
+  const ns1 = createNetns();
+  const ns2 = createNetns();
+  namespaces.push(ns1, ns2);
+  const stateDir = mkdtempSync(join(tmpdir(), 'moat-inc-'));
+  dirs.push(stateDir);
+  return { ns1, ns2, stateDir };
+}
+
 /** The three-tier world plus a second api-server (group backend) on the back network. */
 function withSecondApi(): World {
   const w = threeTierWorld();
@@ -63,11 +73,7 @@ test('a changed base chain or NFLOG group is not incremental', () => {
 });
 
 test('incremental apply in a throw-away netns gives the same kernel ruleset as a full replace', { skip: !canUseNetns() && 'needs root and nft' }, async () => {
-  const ns1 = createNetns();
-  const ns2 = createNetns();
-  namespaces.push(ns1, ns2);
-  const stateDir = mkdtempSync(join(tmpdir(), 'moat-inc-'));
-  dirs.push(stateDir);
+  const { ns1, ns2, stateDir } = twoNamespaces();
   const opts = { netns: ns1, stateDir, table: 'moatinc' };
   const p = threeTierPolicies();
   const a = compilePlan(threeTierWorld(), p);
@@ -106,11 +112,7 @@ test('incremental apply in a throw-away netns gives the same kernel ruleset as a
 });
 
 test('a new chain with a port list brings its shared port set along, and the last chain using it takes it away', { skip: !canUseNetns() && 'needs root and nft' }, async () => {
-  const ns1 = createNetns();
-  const ns2 = createNetns();
-  namespaces.push(ns1, ns2);
-  const stateDir = mkdtempSync(join(tmpdir(), 'moat-inc-'));
-  dirs.push(stateDir);
+  const { ns1, ns2, stateDir } = twoNamespaces();
   const opts = { netns: ns1, stateDir, table: 'moatincp' };
   const a = compilePlan(threeTierWorld(), threeTierPolicies());
   await applyPlan(a, { ...opts, check: false });
