@@ -19,7 +19,8 @@ async function compiles(h: ReturnType<typeof makeHarness>): Promise<Record<strin
 test('controller on security labels: the db takes only the backend group; a backend replica is a delta compile', { timeout: 180_000 }, async (t) => {
   const docker = await requireDocker(t);
   if (!docker) return;
-  const h = makeHarness('moatlbl', ['--drift-interval', '5s', '--resync-interval', '30s']);
+  // Resyncs every 3 s: one after events re-reads the whole world, which must stay a delta compile.
+  const h = makeHarness('moatlbl', ['--drift-interval', '5s', '--resync-interval', '3s']);
   const net = await createProjectNetwork(docker, h.project);
   const db = await runContainer(docker, { name: `${h.project}-db`, networks: [net.name], tcpPorts: [80], labels: labels(h.project, 'db', { 'security.group': 'database', 'security.allow.inbound': 'backend', 'security.deny.outbound': 'internet' }) });
   const api = await runContainer(docker, { name: `${h.project}-api-1`, networks: [net.name], labels: labels(h.project, 'api', { 'security.group': 'backend', 'security.allow.outbound': 'database' }) });
@@ -45,6 +46,13 @@ test('controller on security labels: the db takes only the backend group; a back
   const web2 = await runContainer(docker, { name: `${h.project}-web-2`, networks: [net.name], labels: labels(h.project, 'web', { 'security.group': 'web' }) });
   await waitFor('web-2 enforced', async () => ((await get(h, '/status'))?.body ?? '').includes(web2.id) || undefined, 20_000, 100).catch(() => undefined);
   assert.equal((await reachable(web2.pid, [dbTarget])).has(dbTarget), false, 'the second web container does not reach the db');
+
+  // Periodic resyncs after those events re-read every container and network: what reads back the
+  // same keeps its object, so they are no full recompile either.
+  await new Promise((r) => setTimeout(r, 7000));
+  const later = await compiles(h);
+  t.diagnostic(`compiles after two resync periods ${JSON.stringify(later)}`);
+  assert.equal(later.full ?? 0, before.full ?? 0, 'a resync that found nothing new is no full recompile');
 
   stopController(h, 'SIGTERM');
   await waitExit(h);
