@@ -2,10 +2,9 @@
 // (iptables) flushed, edited or deleted by someone else (an admin, a ufw or firewalld reload), and the
 // FORWARD -> DOCKER-USER jump that the iptables backend depends on.
 import { IptablesBackend } from '../enforce/backends/iptables/backend.js';
-import { iptablesPlan } from '../enforce/backends/iptables/render.js';
 import type { NftBackend } from '../enforce/backends/nft/backend.js';
 import type { RulesetPlan } from '../enforce/plan-model.js';
-import { diffSummaries, planSummary, type RulesetDiff, type RulesetSummary } from '../enforce/summary.js';
+import { diffSummaries, type RulesetDiff, type RulesetSummary } from '../enforce/summary.js';
 import { run } from '../enforce/exec.js';
 
 export interface DriftReport {
@@ -79,12 +78,7 @@ export async function detectDrift(
 ): Promise<DriftReport & { actual: RulesetSummary }> {
   // iptables: one plan rule becomes several iptables rules (NFLOG + DROP, one per port chunk, the
   // dispatch of a verdict map), so the reference is what the kernel held right after moat's apply.
-  const expected = options.expected ?? planSummary(backend instanceof IptablesBackend ? iptablesPlan(plan) : plan);
-  if (backend instanceof IptablesBackend && !options.expected) {
-    // iptables keeps no set or map names: chains and their rules only.
-    expected.sets = {};
-    expected.maps = {};
-  }
+  const expected = options.expected ?? backend.expectedSummary(plan);
   const actual = await backend.readBack();
   const d = describeDrift(expected, actual);
   const report: DriftReport & { actual: RulesetSummary } = { drifted: d.drifted, findings: d.findings, diff: d.diff, actual };

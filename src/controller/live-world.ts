@@ -25,6 +25,14 @@ export interface ChangeSummary {
   networks: string[];
 }
 
+/**
+ * The object moat already holds when the one read back from Docker has the same content: the compile
+ * session recognises unchanged containers and networks by identity.
+ */
+function keepIfSame<T>(prev: T | undefined, next: T): T {
+  return prev !== undefined && JSON.stringify(prev) === JSON.stringify(next) ? prev : next;
+}
+
 export class LiveWorld {
   private origin = 'docker://';
   private endpoints = new Map<string, Endpoint>();
@@ -76,12 +84,10 @@ export class LiveWorld {
     const key = await this.listKey();
     const w = await loadDockerWorld({ dockerHost: this.options.dockerHost, project: this.options.project });
     this.origin = w.origin;
-    // An object that reads back the same is kept: the compile session recognises unchanged containers
-    // and networks by identity, so a periodic resync that found nothing new stays a delta compile
-    // instead of a full one (at 10,000 endpoints ~0.3 s, holding up the events behind it).
-    const same = <T>(prev: T | undefined, next: T): T => (prev !== undefined && JSON.stringify(prev) === JSON.stringify(next) ? prev : next);
-    this.endpoints = new Map(w.endpoints.map((e) => [e.id, same(this.endpoints.get(e.id), e)]));
-    this.networks = new Map(w.networks.map((n) => [n.name, same(this.networks.get(n.name), n)]));
+    // A periodic resync that found nothing new stays a delta compile instead of a full one (at
+    // 10,000 endpoints ~0.3 s, holding up the events behind it).
+    this.endpoints = new Map(w.endpoints.map((e) => [e.id, keepIfSame(this.endpoints.get(e.id), e)]));
+    this.networks = new Map(w.networks.map((n) => [n.name, keepIfSame(this.networks.get(n.name), n)]));
     this.hostAddresses = w.host.addresses;
     this.userlandProxy = w.host.userlandProxy;
     this.warnings = w.warnings;
@@ -173,10 +179,9 @@ export class LiveWorld {
     const gw = new Set([...(net.gateways ?? []), ...(prev?.gateways ?? [])]);
     // Keep only gateways still inside the subnets (a network re-created under the same name).
     net.gateways = [...gw].filter((g) => net.subnets.some((s) => { const c = parseCidr(s); return !!c && cidrContains(c, g); })).sort();
-    // An unchanged network keeps its object: a container joining it (a `connect` event) is then no
-    // network change for the compile session, which keeps compiling only that container.
-    if (prev && JSON.stringify(prev) === JSON.stringify(net)) return;
-    this.networks.set(net.name, net);
+    // A container joining an unchanged network (a `connect` event) is then no network change for the
+    // compile session, which keeps compiling only that container.
+    this.networks.set(net.name, keepIfSame(prev, net));
   }
 
   removeNetwork(nameOrId: string): void {

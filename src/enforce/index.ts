@@ -3,14 +3,13 @@
 import type { PolicySet } from '../model/ir.js';
 import type { World } from '../model/world.js';
 import { IptablesBackend, type IptablesOptions } from './backends/iptables/backend.js';
-import { iptablesPlan } from './backends/iptables/render.js';
 import { NftBackend } from './backends/nft/backend.js';
 import { compile, type CompileOptions } from './compile/compile.js';
 import { buildEnforcementInput, type InputOptions } from './compile/input.js';
 import type { RulesetPlan } from './plan-model.js';
 import { incrementalScript, type IncrementalChanges } from './incremental.js';
 import { DEFAULT_STATE_DIR, dropNewest, loadApplied, saveApplied, clearApplied } from './state.js';
-import { diffSummaries, formatDiff, planSummary, type RulesetDiff } from './summary.js';
+import { diffSummaries, formatDiff, type RulesetDiff } from './summary.js';
 
 export type BackendKind = 'nft' | 'iptables';
 
@@ -66,13 +65,7 @@ export async function plan(world: World, policies: PolicySet, options: EnforceOp
   const p = compilePlan(world, policies, options);
   const b = backendFor(options);
   const current = await b.readBack();
-  const desired = planSummary(b instanceof IptablesBackend ? iptablesPlan(p) : p);
-  if (b instanceof IptablesBackend) {
-    // iptables keeps no set/map names: compare chains only.
-    desired.sets = {};
-    desired.maps = {};
-  }
-  const diff = diffSummaries(current, desired);
+  const diff = diffSummaries(current, b.expectedSummary(p));
   return { plan: p, diff, text: formatDiff(diff), script: await scriptOf(b, p), warnings: p.warnings };
 }
 

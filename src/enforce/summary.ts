@@ -24,9 +24,9 @@ export function emptySummary(): RulesetSummary {
 
 export function planSummary(plan: RulesetPlan): RulesetSummary {
   const s: RulesetSummary = { present: true, sets: {}, maps: {}, chains: {} };
-  // nft: the shared port sets the rules refer to, first and by name as the table lists them
-  // (iptables comparisons leave sets out).
-  for (const [name, items] of [...portSets(plan)].sort(([a], [b]) => a.localeCompare(b))) s.sets[name] = [...items].sort();
+  // nft: the shared port sets the rules refer to, first, as the table lists them (iptables
+  // comparisons leave sets out).
+  for (const [name, items] of portSets(plan)) s.sets[name] = [...items].sort();
   for (const set of plan.sets) s.sets[set.name] = set.elements.map((e) => elementText(e.value).text).sort();
   for (const m of plan.maps) {
     s.maps[m.name] = {};

@@ -425,14 +425,10 @@ export class CompileSession {
     });
     if (full) return { reason: `map ${full} is full` };
     // The new containers' chains, found by position (the index keeps them) instead of a pass over all.
-    let chains = plan.chains.slice();
+    const chains = plan.chains.slice();
     for (const [name, ids] of chainOwners) {
-      const i = ix.chainPos.get(name);
-      if (i === undefined || chains[i]?.name !== name) {
-        chains = plan.chains.map((c) => (chainOwners.has(c.name) ? { ...c, owners: [...c.owners, ...chainOwners.get(c.name)!] } : c));
-        ix.chainPos = chainPositions(chains);
-        break;
-      }
+      let i = ix.chainPos.get(name);
+      if (i === undefined || chains[i]?.name !== name) i = (ix.chainPos = chainPositions(chains)).get(name)!;
       chains[i] = { ...chains[i], owners: chains[i].owners.concat(ids) };
     }
     const names = fresh.map(endpointDisplayName);

@@ -8,9 +8,9 @@
 import type { Family } from '../../../model/address.js';
 import { run, runOk } from '../../exec.js';
 import type { RulesetPlan } from '../../plan-model.js';
-import { emptySummary, type RulesetSummary } from '../../summary.js';
+import { emptySummary, planSummary, type RulesetSummary } from '../../summary.js';
 import { createHash } from 'node:crypto';
-import { ipsetDefs, ipsetMember, names, parseIpsetSave, renderIpsetRepairs, renderIpsets, renderRemove, renderRestore, setNamesOf, type IptablesRenderOptions, type Jumps } from './render.js';
+import { iptablesPlan, ipsetDefs, ipsetMember, names, parseIpsetSave, renderIpsetRepairs, renderIpsets, renderRemove, renderRestore, setNamesOf, type IptablesRenderOptions, type Jumps } from './render.js';
 
 export interface IptablesOptions extends IptablesRenderOptions {
   netns?: string;
@@ -135,6 +135,17 @@ export class IptablesBackend {
       for (const c of fs.moatChains) s.ruleDigest![`${f === 4 ? 'iptables' : 'ip6tables'} ${c}`] = digestOf(fs.lines[c] ?? []);
     }
     Object.assign(s.ruleDigest!, await this.ipsetDigests());
+    return s;
+  }
+
+  /**
+   * What read-back should report for this plan: its chains in iptables' places (render.ts
+   * `iptablesPlan`) and their rules; no sets or maps, whose names iptables does not keep.
+   */
+  expectedSummary(plan: RulesetPlan): RulesetSummary {
+    const s = planSummary(iptablesPlan(plan));
+    s.sets = {};
+    s.maps = {};
     return s;
   }
 

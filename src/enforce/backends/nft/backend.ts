@@ -2,7 +2,7 @@
 // (`nft -j list table inet NAME`), remove. moat's own table only; Docker's tables are never touched.
 import { run, runOk, CommandError } from '../../exec.js';
 import type { RulesetPlan } from '../../plan-model.js';
-import { emptySummary, type RulesetSummary } from '../../summary.js';
+import { emptySummary, planSummary, type RulesetSummary } from '../../summary.js';
 import { renderDelete, renderReplace, tableName } from './render.js';
 import { createHash } from 'node:crypto';
 import { sharedNetlink as netlinkSocket, type ElementChange } from './netlink.js';
@@ -81,6 +81,11 @@ export class NftBackend {
       throw new CommandError(['nft', '-j', 'list', 'table', 'inet', this.table], r);
     }
     return (JSON.parse(r.stdout) as { nftables: unknown[] }).nftables;
+  }
+
+  /** What read-back should report for this plan. */
+  expectedSummary(plan: RulesetPlan): RulesetSummary {
+    return planSummary(plan);
   }
 
   async readBack(): Promise<RulesetSummary> {

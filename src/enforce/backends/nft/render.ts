@@ -45,7 +45,10 @@ function ports(r: PortRanges): string {
   return r.length === 1 ? portItems(r)[0] : `@${portSetName(r)}`;
 }
 
-/** The port sets the plan's rules use: name -> its elements as nft writes them (`80`, `9000-9100`). */
+/**
+ * The port sets the plan's rules use, by name (the order the table lists them in): name -> its
+ * elements as nft writes them (`80`, `9000-9100`).
+ */
 export function portSets(plan: Pick<RulesetPlan, 'chains'>): Map<string, string[]> {
   const out = new Map<string, string[]>();
   for (const c of plan.chains) {
@@ -53,7 +56,7 @@ export function portSets(plan: Pick<RulesetPlan, 'chains'>): Map<string, string[
       for (const m of r.matches) if (m.kind === 'l4' && m.ports && m.ports.length > 1) out.set(portSetName(m.ports), portItems(m.ports));
     }
   }
-  return out;
+  return new Map([...out].sort(([a], [b]) => a.localeCompare(b)));
 }
 
 /** A port set's declaration. */
@@ -168,7 +171,7 @@ export function renderChain(c: PlanChain, group: number, indent = '\t'): string 
 export function renderTable(plan: RulesetPlan, options: NftRenderOptions = {}): string {
   const t = tableName(options);
   const body: string[] = [];
-  for (const [name, items] of [...portSets(plan)].sort(([a], [b]) => a.localeCompare(b))) body.push(renderPortSet(name, items));
+  for (const [name, items] of portSets(plan)) body.push(renderPortSet(name, items));
   for (const s of plan.sets) body.push(renderSet(s));
   // Chains before maps: map elements jump to them.
   const [base, per] = [plan.chains.filter((c) => c.hook), plan.chains.filter((c) => !c.hook)];
