@@ -6,7 +6,7 @@ import { cidrContains, cidrWithin, isAllInterfaces, isLoopback, isWholeFamily, p
 import { ConnSet } from '../model/connset.js';
 import type { Diagnostic } from '../model/diagnostics.js';
 import type { EndpointSelector, Peer, Policy, PolicySet, PortSpec, PublishedPortAllowlist, Rule } from '../model/ir.js';
-import { effectiveLabels, matchesEndpointSelector, matchesLabelSelector, matchesNamespaceScope } from '../model/selector.js';
+import { effectiveLabels, labelSelectorMatcher, matchesLabelSelector, matchesNamespaceScope } from '../model/selector.js';
 import {
   completeNamespaces,
   endpointDisplayName,
@@ -49,6 +49,11 @@ export interface ResolvedWorld {
   isolated(i: number, direction: Direction): boolean;
   /** Endpoints a selector matches, as a membership array (memoized per selector object). */
   members(selector: EndpointSelector): Uint8Array;
+  /**
+   * The same members as ascending indices (memoized with `members`): callers that visit the members
+   * of a selector use it instead of a scan of the whole membership array.
+   */
+  memberIndices(selector: EndpointSelector): readonly number[];
   /** For `network_mode: container:x` endpoints, the index whose netns they share; else themselves. */
   netnsOwner(i: number): number;
   internalRanges: Cidr[];
@@ -109,35 +114,64 @@ export function resolveWorld(worldIn: World, policies: PolicySet): ResolvedWorld
     list.push(i);
     byNamespace.set(e.namespace, list);
   });
-  const memberMemo = new WeakMap<EndpointSelector, Uint8Array>();
-  const memberByKey = new Map<string, Uint8Array>();
-  const members = (selector: EndpointSelector): Uint8Array => {
+  // The indices are what compile needs; the membership array (a buffer the size of the world) is
+  // made only when asked for (the analyzer's per-pair questions).
+  interface Membership {
+    indices: number[];
+    array?: Uint8Array;
+  }
+  const memberMemo = new WeakMap<EndpointSelector, Membership>();
+  const memberByKey = new Map<string, Membership>();
+  const membership = (selector: EndpointSelector): Membership => {
     let m = memberMemo.get(selector);
     if (m) return m;
     const key = JSON.stringify([selector.namespaces, selector.labels]);
     m = memberByKey.get(key);
     if (!m) {
-      m = new Uint8Array(endpoints.length);
-      const candidates = selector.namespaces.kind === 'names' ? selector.namespaces.names.flatMap((n) => byNamespace.get(n) ?? []) : endpoints.keys();
-      for (const i of candidates) {
-        if (matchesEndpointSelector(selector, { namespace: endpoints[i].namespace, labels: labels[i] }, namespaceLabels)) m[i] = 1;
+      const indices: number[] = [];
+      // The label part is compiled once per selector, not re-read for each candidate.
+      const matchesLabels = labelSelectorMatcher(selector.labels);
+      if (selector.namespaces.kind === 'names') {
+        // Only the named namespaces' endpoints (plain loops: flatMap is slow in V8).
+        const names = selector.namespaces.names;
+        for (const n of names) {
+          const list = byNamespace.get(n);
+          if (list) for (const i of list) if (matchesLabels(labels[i])) indices.push(i);
+        }
+        // Several namespaces' endpoints come namespace by namespace (and a name may come twice).
+        if (names.length > 1) m = { indices: [...new Set(indices)].sort((a, b) => a - b) };
+      } else {
+        for (let i = 0; i < endpoints.length; i++) {
+          if (matchesNamespaceScope(selector.namespaces, endpoints[i].namespace, namespaceLabels) && matchesLabels(labels[i])) indices.push(i);
+        }
       }
+      m ??= { indices };
       memberByKey.set(key, m);
     }
     memberMemo.set(selector, m);
     return m;
   };
+  const members = (selector: EndpointSelector): Uint8Array => {
+    const m = membership(selector);
+    if (!m.array) {
+      m.array = new Uint8Array(endpoints.length);
+      for (const i of m.indices) m.array[i] = 1;
+    }
+    return m.array;
+  };
 
   const selIn: SelectedPolicy[][] = endpoints.map(() => []);
   const selOut: SelectedPolicy[][] = endpoints.map(() => []);
   for (const policy of policies.policies) {
-    const m = members(policy.subject);
-    let any = false;
-    for (let i = 0; i < endpoints.length; i++) {
-      if (!m[i]) continue;
-      any = true;
-      if (policy.isolates.ingress || policy.ingress.length) selIn[i].push({ policy, isolates: policy.isolates.ingress });
-      if (policy.isolates.egress || policy.egress.length) selOut[i].push({ policy, isolates: policy.isolates.egress });
+    // Only the members are visited (a policy usually selects a few of many endpoints).
+    const m = membership(policy.subject).indices;
+    const any = m.length > 0;
+    // One (read-only) SelectedPolicy per policy and direction, shared by the endpoints it selects.
+    const sin: SelectedPolicy | undefined = policy.isolates.ingress || policy.ingress.length ? { policy, isolates: policy.isolates.ingress } : undefined;
+    const sout: SelectedPolicy | undefined = policy.isolates.egress || policy.egress.length ? { policy, isolates: policy.isolates.egress } : undefined;
+    for (const i of m) {
+      if (sin) selIn[i].push(sin);
+      if (sout) selOut[i].push(sout);
     }
     if (!any && policy.kind !== 'label') {
       warnings.push({
@@ -156,7 +190,7 @@ export function resolveWorld(worldIn: World, policies: PolicySet): ResolvedWorld
       if (rule.peers === 'all') continue;
       for (const peer of rule.peers) {
         if (peer.kind !== 'endpoints' || !peer.selector.describes) continue;
-        if (members(peer.selector).some((x) => x === 1)) continue;
+        if (membership(peer.selector).indices.length) continue;
         const key = `${policy.id}|${peer.selector.describes}`;
         if (reported.has(key)) continue;
         reported.add(key);
@@ -198,6 +232,7 @@ export function resolveWorld(worldIn: World, policies: PolicySet): ResolvedWorld
     selecting: (i, d) => (d === 'ingress' ? selIn[i] : selOut[i]),
     isolated: (i, d) => (d === 'ingress' ? selIn[i] : selOut[i]).some((s) => s.isolates),
     members,
+    memberIndices: (selector) => membership(selector).indices,
     netnsOwner,
     internalRanges,
     warnings: [...world.warnings.map((w) => ({ severity: 'warning' as const, code: 'world', message: w })), ...warnings],

@@ -24,8 +24,27 @@ const COMMENT_MAX = 120;
  * no backslash, no semicolon, no braces, no newline) and to the kernel's comment length.
  */
 export function safeComment(text: string, max = COMMENT_MAX): string {
-  const s = text.replace(/[^A-Za-z0-9 ._:/@=,+#-]/g, '_').replace(/\s+/g, ' ').trim();
+  // Fast path (compile calls this per container): text the replacements would leave unchanged.
+  const s = isSafeText(text) ? text : text.replace(/[^A-Za-z0-9 ._:/@=,+#-]/g, '_').replace(/\s+/g, ' ').trim();
   return s.length > max ? s.slice(0, max) : s;
+}
+
+/** Characters safeComment keeps, by code (ASCII only). */
+const SAFE_CHAR = new Uint8Array(128);
+for (const c of 'ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789 ._:/@=,+#-') SAFE_CHAR[c.charCodeAt(0)] = 1;
+
+/** Only safe characters, no space at either end, no two spaces in a row: safeComment's fixed points. */
+function isSafeText(text: string): boolean {
+  let space = true; // a space here would be leading
+  for (let i = 0; i < text.length; i++) {
+    const c = text.charCodeAt(i);
+    if (c >= 128 || SAFE_CHAR[c] === 0) return false;
+    if (c === 32) {
+      if (space) return false;
+      space = true;
+    } else space = false;
+  }
+  return !space || text.length === 0;
 }
 
 /** NFLOG prefixes: the same alphabet without spaces, at most 63 characters. */

@@ -29,6 +29,22 @@ export function matchesLabelSelector(selector: LabelSelector, labels: Record<str
   return true;
 }
 
+/**
+ * `matchesLabelSelector` with the selector read once: for matching one selector against many label
+ * sets (resolveWorld), where re-reading `matchLabels` per candidate was most of the cost.
+ */
+export function labelSelectorMatcher(selector: LabelSelector): (labels: Record<string, string>) => boolean {
+  if ((selector.matchExpressions ?? []).length > 0) return (labels) => matchesLabelSelector(selector, labels);
+  const keys = selector.matchLabels ? Object.keys(selector.matchLabels) : [];
+  const values = keys.map((k) => selector.matchLabels![k]);
+  const hasOwn = Object.prototype.hasOwnProperty;
+  return (labels) => {
+    // The value first: most candidates differ there, and the own-property check is the slow part.
+    for (let j = 0; j < keys.length; j++) if (labels[keys[j]] !== values[j] || !hasOwn.call(labels, keys[j])) return false;
+    return true;
+  };
+}
+
 export function isEmptySelector(selector: LabelSelector): boolean {
   return Object.keys(selector.matchLabels ?? {}).length === 0 && (selector.matchExpressions ?? []).length === 0;
 }

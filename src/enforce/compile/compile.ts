@@ -1,12 +1,12 @@
 // EnforcementInput -> RulesetPlan (backend neutral). Endpoints with the same rules share one chain
 // (an identity), so the rule count grows with distinct identities, not with containers; addresses
 // reach their chain through verdict maps, so the per-packet cost stays flat as endpoints grow.
-import { createHash } from 'node:crypto';
+import { hash as digest } from 'node:crypto';
 import { ConnSet, MAX_PORT, MIN_PORT } from '../../model/connset.js';
 import { parseCidr, type Family } from '../../model/address.js';
-import { mapCapacity, type AddressSet, type L4, type Match, type PlanChain, type PlanRule, type RulesetPlan, type SetElement, type VerdictMap } from '../plan-model.js';
+import { mapCapacity, type AddressSet, type L4, type MapElement, type Match, type PlanChain, type PlanRule, type RulesetPlan, type SetElement, type VerdictMap } from '../plan-model.js';
 import { assertNflogGroup, elementText, safeComment, safeLogPrefix } from '../validate.js';
-import type { Clause, DirectionPolicy, EnforcementInput, PeerAddresses, PublishedGuard } from './resolved.js';
+import type { Clause, DirectionPolicy, EnforcementInput, PeerAddresses, PublishedGuard, ResolvedEndpoint } from './resolved.js';
 
 export interface CompileOptions {
   /** NFLOG group for drops (default 100). */
@@ -33,7 +33,8 @@ export const MAP = {
 } as const;
 
 function hash(text: string, n = 10): string {
-  return createHash('sha256').update(text).digest('hex').slice(0, n);
+  // One-shot hash (Node >= 20.12): the same digest without a Hash object per chain and set name.
+  return digest('sha256', text, 'hex').slice(0, n);
 }
 
 interface Range {
@@ -91,7 +92,8 @@ class Builder {
   private readonly byKey = new Map<string, string>();
   private readonly byValues = new WeakMap<string[], Map<string, string>>();
   constructor(
-    readonly ownerOfAddress: Map<string, string>,
+    /** The owner comment of an endpoint address (the first endpoint with it). */
+    readonly ownerOfAddress: (address: string) => string | undefined,
     readonly group: number,
     /**
      * Families in which some endpoint has an address. Per-identity chains are reached only through
@@ -120,14 +122,57 @@ class Builder {
       this.byValues.set(values, m);
     }
     if (!this.sets.has(name)) {
-      const elements: SetElement[] = elems.map((value) => ({ value, owner: this.ownerOfAddress.get(value) ?? fallbackOwner }));
+      const elements: SetElement[] = elems.map((value) => ({ value, owner: this.ownerOfAddress(value) ?? fallbackOwner }));
       this.sets.set(name, peers !== undefined ? { name, family, elements, purpose, peers } : { name, family, elements, purpose });
     }
     return name;
   }
 
+  // PeerAddresses objects are shared by every clause with the same peers (compile/input.ts), and the
+  // same peer comes back for many identities: its per-family addresses and set names are worked out
+  // once per peer object instead of per clause (a filtered copy of a large peer's addresses per clause
+  // was much of the garbage of a compile). The names are those addressSet gives on the first call.
+  private readonly peerMemo = new Map<PeerAddresses, { cidrs: Partial<Record<Family, string[]>>; sets: Partial<Record<Family, string>> }>();
+  private readonly exceptMemo = new Map<PeerAddresses['cidrsExcept'][number], { cidr?: string; except?: string | null }>();
+
+  private peerEntry(peer: PeerAddresses): { cidrs: Partial<Record<Family, string[]>>; sets: Partial<Record<Family, string>> } {
+    let m = this.peerMemo.get(peer);
+    if (!m) this.peerMemo.set(peer, (m = { cidrs: {}, sets: {} }));
+    return m;
+  }
+
+  /** The peer's CIDRs of one family (memoised per peer object). */
+  peerCidrs(peer: PeerAddresses, family: Family): string[] {
+    const m = this.peerEntry(peer);
+    return (m.cidrs[family] ??= peer.cidrs.filter((c) => (c.includes(':') ? 6 : 4) === family));
+  }
+
+  /** The set of the peer's CIDRs of one family (addressSet, memoised per peer object). */
+  peerSet(peer: PeerAddresses, family: Family, owner: string): string {
+    const m = this.peerEntry(peer);
+    return (m.sets[family] ??= this.addressSet(this.peerCidrs(peer, family), family, 'peer', owner, peer.key, peer.dynamic ? peer.key : undefined));
+  }
+
+  /** The sets of a CIDR with exceptions (the except set undefined when it has no CIDR of the family). */
+  exceptSets(peer: PeerAddresses, ce: PeerAddresses['cidrsExcept'][number], family: Family, owner: string): { cidr: string; except?: string } {
+    let m = this.exceptMemo.get(ce);
+    if (!m) this.exceptMemo.set(ce, (m = {}));
+    const k = peer.key !== undefined ? `${peer.key}|${ce.cidr}` : undefined;
+    m.cidr ??= this.addressSet([ce.cidr], family, 'peer', owner, k && `${k}|cidr`);
+    if (m.except === undefined) {
+      const ex = ce.except.filter((c) => (c.includes(':') ? 6 : 4) === family);
+      m.except = ex.length ? this.addressSet(ex, family, 'peer except', owner, k && `${k}|except`) : null;
+    }
+    return m.except === null ? { cidr: m.cidr } : { cidr: m.cidr, except: m.except };
+  }
+
+  private readonly prefixMemo = new Map<string, string>();
+
   prefix(kind: string, dir: string, policy: string, direction: RulesetPlan['logPrefixes'][string]['direction']): string {
-    const p = safeLogPrefix(`moat:${kind}:${dir}:${policy}`);
+    // Memoised: the same prefix comes back for every identity a policy applies to.
+    const text = `moat:${kind}:${dir}:${policy}`;
+    let p = this.prefixMemo.get(text);
+    if (p === undefined) this.prefixMemo.set(text, (p = safeLogPrefix(text)));
     this.logPrefixes[p] ??= { policy, direction };
     return p;
   }
@@ -142,18 +187,16 @@ function peerAlternatives(b: Builder, peer: PeerAddresses, dir: 'src' | 'dst', o
     for (const f of b.families) out.push([{ kind: 'set', dir, family: f, set: SET.notInternet(f), negate: true }, { kind: 'local', dir, negate: true }]);
   }
   for (const f of b.families) {
-    const mine = peer.cidrs.filter((c) => (c.includes(':') ? 6 : 4) === f);
     // A peer chosen by selectors keeps its (possibly empty) set in both families, so that the first
     // member of a family adds an element, not a rule (chain names stay stable).
-    if (mine.length || peer.dynamic) out.push([{ kind: 'set', dir, family: f, set: b.addressSet(mine, f, 'peer', owner, peer.key, peer.dynamic ? peer.key : undefined) }]);
+    if (peer.dynamic || b.peerCidrs(peer, f).length) out.push([{ kind: 'set', dir, family: f, set: b.peerSet(peer, f, owner) }]);
   }
   for (const ce of peer.cidrsExcept) {
     const f: Family = ce.cidr.includes(':') ? 6 : 4;
     if (!b.families.includes(f)) continue;
-    const k = peer.key !== undefined ? `${peer.key}|${ce.cidr}` : undefined;
-    const alt: Match[] = [{ kind: 'set', dir, family: f, set: b.addressSet([ce.cidr], f, 'peer', owner, k && `${k}|cidr`) }];
-    const ex = ce.except.filter((c) => (c.includes(':') ? 6 : 4) === f);
-    if (ex.length) alt.push({ kind: 'set', dir, family: f, set: b.addressSet(ex, f, 'peer except', owner, k && `${k}|except`), negate: true });
+    const sets = b.exceptSets(peer, ce, f, owner);
+    const alt: Match[] = [{ kind: 'set', dir, family: f, set: sets.cidr }];
+    if (sets.except !== undefined) alt.push({ kind: 'set', dir, family: f, set: sets.except, negate: true });
     out.push(alt);
   }
   return out;
@@ -212,8 +255,17 @@ export function endpointFamilies(endpoints: { addresses: string[] }[]): Family[]
 export function compile(input: EnforcementInput, options: CompileOptions = {}): RulesetPlan {
   const group = assertNflogGroup(options.nflogGroup ?? DEFAULT_NFLOG_GROUP);
   const warnings = [...input.warnings];
-  const ownerOfAddress = new Map<string, string>();
-  for (const e of input.endpoints) for (const a of e.addresses) if (!ownerOfAddress.has(a)) ownerOfAddress.set(a, safeComment(`ctr:${e.id}`));
+  // Each endpoint's owner comment, made once (it is on every element the endpoint contributes).
+  const owners = input.endpoints.map((e) => safeComment(`ctr:${e.id}`));
+  // The first endpoint (index) with each address: it owns the address's elements and its rules apply.
+  const firstClaim = new Map<string, number>();
+  for (let i = 0; i < input.endpoints.length; i++) {
+    for (const a of input.endpoints[i].addresses) if (!firstClaim.has(a)) firstClaim.set(a, i);
+  }
+  const ownerOfAddress = (a: string): string | undefined => {
+    const i = firstClaim.get(a);
+    return i === undefined ? undefined : owners[i];
+  };
   const families = options.families ?? endpointFamilies(input.endpoints);
   const b = new Builder(ownerOfAddress, group, families);
 
@@ -222,50 +274,57 @@ export function compile(input: EnforcementInput, options: CompileOptions = {}): 
     maps[MAP.ingress(f)] = { name: MAP.ingress(f), family: f, elements: [] };
     maps[MAP.egress(f)] = { name: MAP.egress(f), family: f, elements: [] };
   }
+  const ingressMap: Record<Family, MapElement[]> = { 4: maps[MAP.ingress(4)].elements, 6: maps[MAP.ingress(6)].elements };
+  const egressMap: Record<Family, MapElement[]> = { 4: maps[MAP.egress(4)].elements, 6: maps[MAP.egress(6)].elements };
   const known: Record<Family, SetElement[]> = { 4: [], 6: [] };
-  const claimed = new Map<string, string>();
   const chainMemo = new WeakMap<DirectionPolicy, { rules: PlanRule[]; name: string }>();
 
-  for (const e of input.endpoints) {
-    const owner = safeComment(`ctr:${e.id}`);
-    const chainsFor: Partial<Record<'ingress' | 'egress', string>> = {};
-    for (const direction of ['ingress', 'egress'] as const) {
-      // Endpoints of one identity share their DirectionPolicy object (compile/input.ts): its rules
-      // and chain name are worked out once, unless published-port guards make the endpoint unique.
-      const guards = direction === 'ingress' ? e.published : [];
-      let memo = guards.length === 0 ? chainMemo.get(e[direction]) : undefined;
-      if (!memo) {
-        const rules = directionRules(b, e[direction], direction, input.defaultStance, guards);
-        memo = { rules, name: rules.length ? `${direction === 'ingress' ? 'in' : 'eg'}_${hash(JSON.stringify(rules))}` : '' };
-        if (guards.length === 0) chainMemo.set(e[direction], memo);
-      }
-      const { rules, name } = memo;
-      if (rules.length === 0) continue;
-      const existing = b.chains.get(name);
-      if (existing) existing.owners.push(e.id);
-      else b.chains.set(name, { name, rules, owners: [e.id] });
-      chainsFor[direction] = name;
+  /** The chain of an endpoint in one direction ('' when it has no rules there). */
+  const chainOf = (e: ResolvedEndpoint, direction: 'ingress' | 'egress'): string => {
+    // Endpoints of one identity share their DirectionPolicy object (compile/input.ts): its rules
+    // and chain name are worked out once, unless published-port guards make the endpoint unique.
+    const guards = direction === 'ingress' ? e.published : [];
+    let memo = guards.length === 0 ? chainMemo.get(e[direction]) : undefined;
+    if (!memo) {
+      const rules = directionRules(b, e[direction], direction, input.defaultStance, guards);
+      memo = { rules, name: rules.length ? `${direction === 'ingress' ? 'in' : 'eg'}_${hash(JSON.stringify(rules))}` : '' };
+      if (guards.length === 0) chainMemo.set(e[direction], memo);
     }
-    for (const addr of e.addresses) {
-      const f: Family = addr.includes(':') ? 6 : 4;
-      const prev = claimed.get(addr);
-      if (prev !== undefined) {
-        warnings.push(`address ${addr} is claimed by ${prev} and ${e.display}; the first one's rules apply`);
+    const { rules, name } = memo;
+    if (rules.length === 0) return '';
+    const existing = b.chains.get(name);
+    if (existing) existing.owners.push(e.id);
+    else b.chains.set(name, { name, rules, owners: [e.id] });
+    return name;
+  };
+
+  for (let i = 0; i < input.endpoints.length; i++) {
+    const e = input.endpoints[i];
+    const owner = owners[i];
+    const ingress = chainOf(e, 'ingress');
+    const egress = chainOf(e, 'egress');
+    for (let k = 0; k < e.addresses.length; k++) {
+      const addr = e.addresses[k];
+      // Claimed before: by an earlier endpoint, or earlier in this endpoint's own list.
+      const first = firstClaim.get(addr)!;
+      if (first !== i || e.addresses.indexOf(addr) !== k) {
+        warnings.push(`address ${addr} is claimed by ${input.endpoints[first].display} and ${e.display}; the first one's rules apply`);
         continue;
       }
-      claimed.set(addr, e.display);
+      const f: Family = addr.includes(':') ? 6 : 4;
       known[f].push({ value: addr, owner });
-      if (chainsFor.ingress) maps[MAP.ingress(f)].elements.push({ key: addr, chain: chainsFor.ingress, owner });
-      if (chainsFor.egress) maps[MAP.egress(f)].elements.push({ key: addr, chain: chainsFor.egress, owner });
+      if (ingress) ingressMap[f].push({ key: addr, chain: ingress, owner });
+      if (egress) egressMap[f].push({ key: addr, chain: egress, owner });
     }
   }
 
   // The bridges' gateway addresses are the host's: known, never fail-closed.
+  const gateways = new Set<string>();
   for (const n of input.networks) {
     if (!n.managed) continue;
     for (const g of n.gateways) {
-      if (claimed.has(g)) continue;
-      claimed.set(g, `network ${n.name}`);
+      if (firstClaim.has(g) || gateways.has(g)) continue;
+      gateways.add(g);
       known[g.includes(':') ? 6 : 4].push({ value: g, owner: safeComment(`net:${n.name}`) });
     }
   }
@@ -279,7 +338,13 @@ export function compile(input: EnforcementInput, options: CompileOptions = {}): 
     ];
     const keep = (els: SetElement[]): SetElement[] => {
       const vals = disjointElements(els.map((x) => x.value));
-      return vals.map((v) => els.find((x) => elementText(x.value).text === v) ?? { value: v, owner: 'moat' }).map((x) => ({ value: elementText(x.value).text, owner: x.owner }));
+      // The first element with each element text (a map: a search per value was quadratic).
+      const first = new Map<string, SetElement>();
+      for (const x of els) {
+        const t = elementText(x.value).text;
+        if (!first.has(t)) first.set(t, x);
+      }
+      return vals.map((v) => ({ value: v, owner: (first.get(v) ?? { owner: 'moat' }).owner }));
     };
     sets.push({ name: SET.managed(f), family: f, elements: keep(managed), purpose: 'managed network subnets (fail-closed)' });
     sets.push({ name: SET.known(f), family: f, elements: known[f], purpose: 'addresses of known endpoints', exact: true });

@@ -1,14 +1,14 @@
 // (World, PolicySet) -> EnforcementInput, using the analyzer's semantic core (analysis/resolve.ts)
 // so that the kernel and the matrix cannot drift apart: groups, selection, isolation, peer
 // membership, named ports and published-port allowlists all come from there.
-import { allowlistsFor, endpointAddresses, resolveWorld, rulePorts, type Direction, type ResolvedWorld } from '../../analysis/resolve.js';
+import { allowlistsFor, endpointAddresses, resolveWorld, rulePorts, type Direction, type ResolvedWorld, type SelectedPolicy } from '../../analysis/resolve.js';
 import { ConnSet } from '../../model/connset.js';
 import { isAllInterfaces, isLoopback } from '../../model/address.js';
 import type { Peer, PolicySet, Rule } from '../../model/ir.js';
 import { UserError, type SourcePos } from '../../model/diagnostics.js';
 import { endpointDisplayName, type World } from '../../model/world.js';
 import { canonicalAddress, canonicalCidr } from '../validate.js';
-import type { Clause, DirectionPolicy, EnforcementInput, PeerAddresses, PublishedGuard, ResolvedNetwork } from './resolved.js';
+import type { Clause, DirectionPolicy, EnforcementInput, PeerAddresses, PublishedGuard, ResolvedEndpoint, ResolvedNetwork } from './resolved.js';
 
 export interface InputOptions {
   /** Network names never managed (besides networks labelled `moat.managed=false`). */
@@ -17,6 +17,16 @@ export interface InputOptions {
 
 /** Network label that opts a bridge network out of enforcement. */
 export const MANAGED_LABEL = 'moat.managed';
+
+// JSON texts used as identity keys, memoised per object: endpoints and policies are values (a changed
+// container or policy is a new object), and the controller compiles the same objects again and again.
+const declaredPortsKey = new WeakMap<object, string>();
+const peersKey = new WeakMap<object, string>();
+function jsonKey(memo: WeakMap<object, string>, value: object): string {
+  let k = memo.get(value);
+  if (k === undefined) memo.set(value, (k = JSON.stringify(value)));
+  return k;
+}
 
 export function buildEnforcementInput(world: World, policies: PolicySet, options: InputOptions = {}): EnforcementInput {
   const rw = resolveWorld(world, policies);
@@ -52,22 +62,38 @@ export function enforcementInputFrom(rw: ResolvedWorld, options: InputOptions = 
 
   // Addresses a packet from endpoint i can carry. The analyzer names a connection by the netns owner,
   // so only owners (bridge mode) contribute their addresses to peer sets.
-  const addrCache = new Map<number, string[]>();
+  const addrCache: (string[] | undefined)[] = new Array(rw.endpoints.length);
   const addressesOf = (i: number): string[] => {
-    let a = addrCache.get(i);
+    let a = addrCache[i];
     if (!a) {
       const e = rw.endpoints[i];
-      a = rw.netnsOwner(i) !== i || e.networkMode.kind !== 'bridge' ? [] : endpointAddresses(rw, i).map((x) => canon(x, warnings, endpointDisplayName(e))).filter((x): x is string => !!x);
-      addrCache.set(i, a);
+      a = [];
+      if (rw.netnsOwner(i) === i && e.networkMode.kind === 'bridge') {
+        const display = endpointDisplayName(e);
+        for (const x of endpointAddresses(rw, i)) {
+          const c = canon(x, warnings, display);
+          if (c) a.push(c);
+        }
+      }
+      addrCache[i] = a;
     }
     return a;
   };
 
   const peerMemo = new Map<Peer[] | 'all', PeerAddresses>();
+  // Peers are also memoised by content (their key): each policy has its own peer lists, and many
+  // repeat the same peers (their addresses are a function of the key).
+  const peerByKey = new Map<string, PeerAddresses>();
   const peerAddresses = (peers: Peer[] | 'all'): PeerAddresses => {
     const hit = peerMemo.get(peers);
     if (hit) return hit;
-    const out: PeerAddresses = { cidrs: [], cidrsExcept: [], key: peers === 'all' ? 'all' : JSON.stringify(peers) };
+    const key = peers === 'all' ? 'all' : jsonKey(peersKey, peers);
+    const same = peerByKey.get(key);
+    if (same) {
+      peerMemo.set(peers, same);
+      return same;
+    }
+    const out: PeerAddresses = { cidrs: [], cidrsExcept: [], key };
     if (peers === 'all') out.any = true;
     else {
       for (const p of peers) {
@@ -80,12 +106,15 @@ export function enforcementInputFrom(rw: ResolvedWorld, options: InputOptions = 
           else out.cidrs.push(c);
         } else {
           out.dynamic = true;
-          const m = rw.members(p.selector);
-          for (let i = 0; i < m.length; i++) if (m[i]) out.cidrs.push(...addressesOf(i));
+          for (const i of rw.memberIndices(p.selector)) {
+            const a = addressesOf(i);
+            for (let k = 0; k < a.length; k++) out.cidrs.push(a[k]);
+          }
         }
       }
     }
     peerMemo.set(peers, out);
+    peerByKey.set(key, out);
     return out;
   };
 
@@ -127,14 +156,49 @@ export function enforcementInputFrom(rw: ResolvedWorld, options: InputOptions = 
     return out;
   };
 
-  const endpoints = [];
-  const dirMemo = new Map<string, DirectionPolicy>();
-  const policyNos = new Map<object, number>();
-  const policyNo = (p: object): number => {
-    let n = policyNos.get(p);
-    if (n === undefined) policyNos.set(p, (n = policyNos.size));
-    return n;
+  // Endpoints selected by the same policies get the same clauses (an identity): they are built once
+  // per identity. The identity is found by walking a trie keyed by the endpoint's SelectedPolicy
+  // objects (resolveWorld shares one per policy and direction), which costs no string per endpoint.
+  // Ingress clauses resolve named ports on the endpoint itself, so its declared ports join the key then.
+  interface IdentityNode {
+    next?: Map<SelectedPolicy, IdentityNode>;
+    /** Whether a selected policy has ingress rules with named ports (set on the node of a whole list). */
+    named?: boolean;
+    built?: DirectionPolicy;
+    byPorts?: Map<string, DirectionPolicy>;
+  }
+  const identities: Record<Direction, IdentityNode> = { ingress: {}, egress: {} };
+  const buildDir = (i: number, d: Direction, sel: SelectedPolicy[]): DirectionPolicy => {
+    const out: DirectionPolicy = { isolated: rw.isolated(i, d), isolatedBy: sel.filter((s) => s.isolates).map((s) => s.policy.id), denies: [], allows: [] };
+    for (const s of sel) {
+      for (const r of s.policy[d]) {
+        if (r.action === 'deny') out.denies.push(...clausesFor(s.policy.id, r, d, i));
+        else if (s.isolates) out.allows.push(...clausesFor(s.policy.id, r, d, i));
+      }
+    }
+    out.denies = out.denies.filter((c) => !c.conns.isEmpty);
+    out.allows = out.allows.filter((c) => !c.conns.isEmpty);
+    return out;
   };
+  const dir = (i: number, d: Direction): DirectionPolicy => {
+    const sel = rw.selecting(i, d);
+    let node = identities[d];
+    for (const s of sel) {
+      node.next ??= new Map();
+      let child = node.next.get(s);
+      if (!child) node.next.set(s, (child = {}));
+      node = child;
+    }
+    node.named ??= d === 'ingress' && sel.some((s) => s.policy.ingress.some(hasNamedPort));
+    if (!node.named) return (node.built ??= buildDir(i, d, sel));
+    const key = jsonKey(declaredPortsKey, rw.endpoints[i].declaredPorts);
+    node.byPorts ??= new Map();
+    let built = node.byPorts.get(key);
+    if (!built) node.byPorts.set(key, (built = buildDir(i, d, sel)));
+    return built;
+  };
+
+  const endpoints: ResolvedEndpoint[] = [];
   for (let i = 0; i < rw.endpoints.length; i++) {
     const e = rw.endpoints[i];
     const display = endpointDisplayName(e);
@@ -149,35 +213,11 @@ export function enforcementInputFrom(rw: ResolvedWorld, options: InputOptions = 
     const addresses: string[] = [];
     for (const a of e.attachments) {
       if (!managedNames.has(a.network)) continue;
-      for (const ip of [a.ipv4, a.ipv6]) {
-        const c = ip ? canon(ip, warnings, display) : undefined;
-        if (c) addresses.push(c);
-      }
+      const c4 = a.ipv4 ? canon(a.ipv4, warnings, display) : undefined;
+      if (c4) addresses.push(c4);
+      const c6 = a.ipv6 ? canon(a.ipv6, warnings, display) : undefined;
+      if (c6) addresses.push(c6);
     }
-    const dir = (d: Direction): DirectionPolicy => {
-      const sel = rw.selecting(i, d);
-      // Endpoints selected by the same policies get the same clauses (an identity): build them once.
-      // Ingress clauses resolve named ports on the endpoint itself, so its ports join the key then.
-      let key = `${d}|${sel.map((s) => `${policyNo(s.policy)}${s.isolates ? '!' : ''}`).join('|')}`;
-      if (d === 'ingress' && sel.some((s) => s.policy.ingress.some(hasNamedPort))) key += `|${JSON.stringify(e.declaredPorts)}`;
-      const hit = dirMemo.get(key);
-      if (hit) return hit;
-      const built = buildDir(d, sel);
-      dirMemo.set(key, built);
-      return built;
-    };
-    const buildDir = (d: Direction, sel: ReturnType<typeof rw.selecting>): DirectionPolicy => {
-      const out: DirectionPolicy = { isolated: rw.isolated(i, d), isolatedBy: sel.filter((s) => s.isolates).map((s) => s.policy.id), denies: [], allows: [] };
-      for (const s of sel) {
-        for (const r of s.policy[d]) {
-          if (r.action === 'deny') out.denies.push(...clausesFor(s.policy.id, r, d, i));
-          else if (s.isolates) out.allows.push(...clausesFor(s.policy.id, r, d, i));
-        }
-      }
-      out.denies = out.denies.filter((c) => !c.conns.isEmpty);
-      out.allows = out.allows.filter((c) => !c.conns.isEmpty);
-      return out;
-    };
     const published: PublishedGuard[] = [];
     for (const port of e.publishedPorts) {
       if (port.hostPort === undefined || !(isAllInterfaces(port.hostIp) || !isLoopback(port.hostIp))) continue;
@@ -186,8 +226,8 @@ export function enforcementInputFrom(rw: ResolvedWorld, options: InputOptions = 
         published.push({ allowlistId: list.id, hostPort: port.hostPort, protocol: port.protocol, sources: checkedPeers(list.sources, { pos: list.pos, context: `published-port allowlist ${list.id}` }) });
       }
     }
-    const ingress = dir('ingress');
-    const egress = dir('egress');
+    const ingress = dir(i, 'ingress');
+    const egress = dir(i, 'egress');
     if (addresses.length === 0 && (ingress.isolated || egress.isolated || ingress.denies.length || egress.denies.length)) {
       warnings.push(`${display} has no known address on a managed network: its policies are not enforced`);
     }
