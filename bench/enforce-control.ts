@@ -11,6 +11,8 @@ import { planSummary } from '../src/enforce/summary.js';
 import { inThrowawayNetns } from './in-netns.js';
 import { CompileSession } from '../src/enforce/compile/session.js';
 import { NftBackend } from '../src/enforce/backends/nft/backend.js';
+import { sharedNetlink } from '../src/enforce/backends/nft/netlink.js';
+import { encodeTableBatch, replaceTable } from '../src/enforce/backends/nft/netlink-table.js';
 import { collectYoung } from '../src/controller/gc.js';
 import { extraEndpoint, syntheticPolicies, syntheticWorld } from './enforce-world.js';
 
@@ -53,7 +55,13 @@ try {
   const nft = new NftBackend(opts);
 
   // Full compile + apply, three times (the first one warms the JIT; the kernel then holds a table).
-  const full: { compile: number; render: number; check: number; apply: number; total: number; applyPlan: number; applyPlanNoCheck: number }[] = [];
+  // The same table goes in four ways: `nft -c` then `nft -f` of the rendered script (the old path,
+  // for comparison), the netlink batch checked (no commit) then committed, and applyPlan with and
+  // without its check (netlink; render, encode and the state record included).
+  const nl = sharedNetlink();
+  if (!nl) throw new Error('netlink writer not available');
+  const full: Record<'compile' | 'render' | 'nftCheck' | 'nftApply' | 'encode' | 'netlinkCheck' | 'netlinkApply' | 'applyPlan' | 'applyPlanNoCheck' | 'compileAndApply' | 'compileAndApplyChecked', number>[] = [];
+  const vias: string[] = [];
   let plan: RulesetPlan | undefined;
   for (let r = 0; r < 3; r++) {
     const t0 = performance.now();
@@ -65,17 +73,23 @@ try {
     const t3 = performance.now();
     await nft.applyIncrementalScript(script); // the whole-table replace without the separate check
     const t4 = performance.now();
-    await applyPlan(plan, opts); // what `moat apply` does: render, check, apply, record
+    encodeTableBatch(plan, 'moatbench', 1);
     const t5 = performance.now();
-    await applyPlan(plan, { ...opts, check: false }); // what the controller does: no separate check
+    await replaceTable(nl, plan, 'moatbench', { check: true });
     const t6 = performance.now();
-    full.push({ compile: t1 - t0, render: t2 - t1, check: t3 - t2, apply: t4 - t3, total: t1 - t0 + (t5 - t4), applyPlan: t5 - t4, applyPlanNoCheck: t6 - t5 });
+    await replaceTable(nl, plan, 'moatbench');
+    const t7 = performance.now();
+    const a = await applyPlan(plan, opts); // what `moat apply` does: check, apply, record
+    const t8 = performance.now();
+    const b = await applyPlan(plan, { ...opts, check: false }); // what the controller does: no separate check
+    const t9 = performance.now();
+    vias.push(`${a.via}${a.fallback ? ` (${a.fallback})` : ''}`, `${b.via}${b.fallback ? ` (${b.fallback})` : ''}`);
+    full.push({ compile: t1 - t0, render: t2 - t1, nftCheck: t3 - t2, nftApply: t4 - t3, encode: t5 - t4, netlinkCheck: t6 - t5, netlinkApply: t7 - t6, applyPlan: t8 - t7, applyPlanNoCheck: t9 - t8, compileAndApply: t1 - t0 + (t9 - t8), compileAndApplyChecked: t1 - t0 + (t8 - t7) });
   }
   const p = plan!;
 
   // One container added at a time, applied incrementally: alternately over netlink (what
   // applyIncremental does for element-only changes) and with `nft -f` of the same change.
-  if (!nft.netlinkAvailable) throw new Error('netlink writer not available');
   const recompile: number[] = [];
   const diff: number[] = [];
   const kernel: number[] = [];
@@ -133,7 +147,9 @@ try {
   console.log(JSON.stringify({
     endpoints: ENDPOINTS, policies: POLICIES,
     ruleset: { chains: p.chains.length, rules, sets: p.sets.length, elements, scriptBytes: nft.render(p).length },
-    fullMs: { compile: pick('compile'), render: pick('render'), nftCheck: pick('check'), nftApply: pick('apply'), applyPlan: pick('applyPlan'), applyPlanNoCheck: pick('applyPlanNoCheck'), compileAndApplyPlan: pick('total'), compilePlusRenderPlusNft: +(pick('compile') + pick('render') + pick('apply')).toFixed(1) },
+    fullMs: Object.fromEntries(Object.keys(full[0]).map((k) => [k, pick(k as keyof (typeof full)[number])])),
+    fullRuns: full.map((f) => Object.fromEntries(Object.entries(f).map(([k, v]) => [k, +v.toFixed(1)]))),
+    applyPlanVia: [...new Set(vias)],
     incremental: {
       iterations: ITER,
       diffPlusKernelMs: { p50: median(diff.map((d, i) => d + kernel[i])), p99: pct(diff.map((d, i) => d + kernel[i]), 99) },

@@ -72,23 +72,38 @@ export async function plan(world: World, policies: PolicySet, options: EnforceOp
 export interface ApplyResult {
   backend: BackendKind;
   plan: RulesetPlan;
+  /** The ruleset as text (nft: the `nft -f` script, rendered when first read; iptables: the restore inputs). */
   script: string;
+  /** nft: how the table reached the kernel (one netlink batch, or `nft -f`) and why not netlink when it could have. */
+  via?: 'netlink' | 'nft';
+  fallback?: string;
   warnings: string[];
 }
 
 /** Applies a compiled plan atomically (checked first) and records it for rollback. */
 export async function applyPlan(p: RulesetPlan, options: EnforceOptions = {}): Promise<ApplyResult> {
   const b = backendFor(options);
-  let script: string;
+  const stateDir = options.stateDir ?? DEFAULT_STATE_DIR;
+  const appliedAt = new Date().toISOString();
   if (b instanceof NftBackend) {
-    script = b.render(p);
-    if (options.check === false) await b.applyIncrementalScript(script);
-    else await b.applyScript(script);
-  } else {
-    const s = await b.apply(p);
-    script = `${s.ipset}\n${s.v4}\n${s.v6 ?? ''}`;
+    const r = await b.replace(p, { check: options.check });
+    // Over netlink no text reached the kernel: the record says so and keeps the plan, which renders the same table.
+    saveApplied(stateDir, { backend: 'nft', target: b.table, appliedAt, plan: p, script: r.script ?? '', via: r.via });
+    let script = r.script;
+    return {
+      backend: 'nft',
+      plan: p,
+      get script() {
+        return (script ??= b.render(p));
+      },
+      via: r.via,
+      fallback: r.fallback,
+      warnings: p.warnings,
+    };
   }
-  saveApplied(options.stateDir ?? DEFAULT_STATE_DIR, { backend: b.kind, target: b instanceof NftBackend ? b.table : 'MOAT', appliedAt: new Date().toISOString(), plan: p, script });
+  const s = await b.apply(p);
+  const script = `${s.ipset}\n${s.v4}\n${s.v6 ?? ''}`;
+  saveApplied(stateDir, { backend: b.kind, target: 'MOAT', appliedAt, plan: p, script });
   return { backend: b.kind, plan: p, script, warnings: p.warnings };
 }
 
@@ -125,7 +140,13 @@ export async function applyIncremental(previous: RulesetPlan | undefined, next: 
   const b = backendFor(options);
   const full = async (reason: string): Promise<IncrementalResult> => {
     const r = await applyPlan(next, options);
-    return { mode: 'full', reason, script: r.script };
+    return {
+      mode: 'full',
+      reason,
+      get script() {
+        return r.script;
+      },
+    };
   };
   if (!(b instanceof NftBackend)) return full('the iptables backend always replaces its chains');
   const prev = previous ?? loadApplied(stateDir, 'nft')?.plan;
@@ -153,7 +174,7 @@ export async function rollback(options: EnforceOptions = {}): Promise<boolean> {
   const previous = loadApplied(stateDir, kind, 1);
   if (!previous) return false;
   const b = backendFor(options);
-  if (b instanceof NftBackend) await b.applyScript(b.render(previous.plan));
+  if (b instanceof NftBackend) await b.replace(previous.plan);
   else await b.apply(previous.plan);
   dropNewest(stateDir, kind);
   return true;

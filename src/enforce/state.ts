@@ -12,8 +12,10 @@ export interface AppliedRecord {
   target: string;
   appliedAt: string;
   plan: RulesetPlan;
-  /** The exact text given to the kernel. */
+  /** The exact text given to the kernel (nft over netlink: none, the plan renders the same table). */
   script: string;
+  /** nft: one netlink batch or `nft -f`. */
+  via?: 'netlink' | 'nft';
 }
 
 function dir(stateDir: string, backend: string): string {

@@ -6,6 +6,7 @@ import { emptySummary, planSummary, type RulesetSummary } from '../../summary.js
 import { renderDelete, renderReplace, tableName } from './render.js';
 import { createHash } from 'node:crypto';
 import { sharedNetlink as netlinkSocket, type ElementChange } from './netlink.js';
+import { replaceTable } from './netlink-table.js';
 
 export interface NftOptions {
   table?: string;
@@ -13,8 +14,9 @@ export interface NftOptions {
   netns?: string;
   nftPath?: string;
   /**
-   * Apply element-only changes over netlink instead of `nft -f` (default true). Not possible with
-   * `netns` (the socket lives in this process's namespace) or when the netlink module cannot load.
+   * Write to the kernel over netlink instead of `nft -f` (default true): whole-table replaces and
+   * element-only changes. Not possible with `netns` (the socket lives in this process's namespace)
+   * or when the netlink module cannot load.
    */
   netlink?: boolean;
 }
@@ -52,6 +54,33 @@ export class NftBackend {
    */
   async applyIncrementalScript(script: string): Promise<void> {
     await this.nft(['-f', '-'], script);
+  }
+
+  /**
+   * Replaces the table with the plan in one transaction. Over netlink when it can: the nf_tables
+   * batch built from the plan (netlink-table.ts), checked first, when `check`, by the same batch
+   * without its commit. Else, or when the kernel refuses the netlink batch, `nft -f` of the rendered
+   * script (checked first by `nft -c`), so nft's own message names any real problem. Returns how it
+   * went, and why netlink was not used when it could have been.
+   */
+  async replace(plan: RulesetPlan, opts: { check?: boolean } = {}): Promise<{ via: 'netlink' | 'nft'; script?: string; fallback?: string }> {
+    const check = opts.check !== false;
+    const nl = this.netlinkAvailable ? netlinkSocket() : undefined;
+    let fallback: string | undefined;
+    if (nl) {
+      try {
+        if (check) await replaceTable(nl, plan, this.table, { check: true });
+        await replaceTable(nl, plan, this.table);
+        return { via: 'netlink' };
+      } catch (e) {
+        // The kernel kept what it had: the batch is committed whole or not at all.
+        fallback = (e as Error).message;
+      }
+    }
+    const script = this.render(plan);
+    if (check) await this.applyScript(script);
+    else await this.applyIncrementalScript(script);
+    return { via: 'nft', script, fallback };
   }
 
   /** Whether element changes can go over netlink here. */

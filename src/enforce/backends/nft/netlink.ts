@@ -187,6 +187,7 @@ interface RawSocket {
   unref(): void;
   setRecvBufferSize(n: number): void;
   setSendBufferSize(n: number): void;
+  getSendBufferSize(): number;
 }
 
 export class NetlinkError extends Error {
@@ -198,12 +199,22 @@ export class NetlinkError extends Error {
   }
 }
 
+/** A batch larger than the socket may send at once (see NftNetlink.fitSendBuffer). */
+export class BatchTooLarge extends NetlinkError {
+  constructor(
+    readonly bytes: number,
+    readonly sendBuffer: number,
+  ) {
+    super(`the nf_tables batch (${bytes} bytes) is larger than the netlink socket's send buffer (${sendBuffer} bytes; net.core.wmem_max limits it)`);
+  }
+}
+
 const ERRNO: Record<number, string> = { 1: 'EPERM', 2: 'ENOENT', 12: 'ENOMEM', 16: 'EBUSY', 17: 'EEXIST', 22: 'EINVAL', 34: 'ERANGE', 39: 'ENOTEMPTY', 95: 'EOPNOTSUPP' };
 
 /** One NETLINK_NETFILTER socket; transactions run one at a time. */
 export class NftNetlink {
   private seq = Math.floor(Math.random() * 0x3fffffff) + 1;
-  private pending?: { first: number; last: number; seqs: Set<number>; errors: string[]; done: () => void; gen?: number };
+  private pending?: { first: number; last: number; seqs: Set<number>; errors: string[]; done: () => void; gen?: number; label?: (index: number) => string };
   private chain: Promise<unknown> = Promise.resolve();
 
   private constructor(private readonly sock: RawSocket) {
@@ -249,7 +260,7 @@ export class NftNetlink {
       }
       if (p && type === NLMSG_ERROR && seq >= p.first && seq <= p.last) {
         const errno = -buf.readInt32LE(off + 16);
-        if (errno !== 0) p.errors.push(`${ERRNO[errno] ?? `errno ${errno}`} (message ${seq - p.first} of the batch)`);
+        if (errno !== 0) p.errors.push(`${ERRNO[errno] ?? `errno ${errno}`} (${p.label?.(seq - p.first) ?? `message ${seq - p.first} of the batch`})`);
         p.seqs.delete(seq);
       }
       off += (len + 3) & ~3;
@@ -261,7 +272,7 @@ export class NftNetlink {
    * Sends `buffer` (messages numbered `first`..`last`, of which `acked` ask for an answer) and waits
    * until each of those is answered, an error comes back, or the time is up. One exchange at a time.
    */
-  private exchange(buffer: Buffer, first: number, last: number, acked: number[], timeoutMs: number): Promise<{ errors: string[]; gen?: number }> {
+  private exchange(buffer: Buffer, first: number, last: number, acked: number[], timeoutMs: number, label?: (index: number) => string): Promise<{ errors: string[]; gen?: number }> {
     const run = () =>
       new Promise<{ errors: string[]; gen?: number }>((resolve) => {
         const timer = setTimeout(() => {
@@ -273,6 +284,7 @@ export class NftNetlink {
           last,
           seqs: new Set(acked),
           errors: [],
+          label,
           done: () => {
             clearTimeout(timer);
             this.pending = undefined;
@@ -302,16 +314,45 @@ export class NftNetlink {
   }
 
   /**
+   * Sends one batch, built by `build` from the first free sequence number, and waits for the kernel's
+   * answer to it: the errors it reported (empty: every message was taken; with `BATCH_END`, committed).
+   * `label` names a message of the batch (by its index) in the errors.
+   */
+  async transact(build: (firstSeq: number) => { buffer: Buffer; seqs: number[]; lastSeq: number; label?: (index: number) => string }, timeoutMs = 5000): Promise<string[]> {
+    const first = this.seq;
+    const b = build(first);
+    this.take(b.lastSeq - first + 1);
+    this.fitSendBuffer(b.buffer.length);
+    const { errors } = await this.exchange(b.buffer, first, b.lastSeq, b.seqs, timeoutMs, b.label);
+    return errors;
+  }
+
+  /**
+   * A batch is one `sendmsg`, which the kernel refuses when it is larger than the socket's send
+   * buffer (`SO_SNDBUF`, at most twice `net.core.wmem_max`). Raises the buffer as far as allowed;
+   * throws BatchTooLarge when the batch still does not fit (the caller then uses `nft -f`, which
+   * raises it with `SO_SNDBUFFORCE`).
+   */
+  private fitSendBuffer(bytes: number): void {
+    const need = bytes + 4096;
+    if (this.sock.getSendBufferSize() >= need) return;
+    try {
+      this.sock.setSendBufferSize(need);
+    } catch {
+      /* keep the size it has */
+    }
+    const have = this.sock.getSendBufferSize();
+    if (have < need) throw new BatchTooLarge(bytes, have);
+  }
+
+  /**
    * Applies the element changes to `inet <table>` in one transaction. Throws NetlinkError (and the
    * kernel keeps what it had) when any element cannot be applied, e.g. a set or chain that does not
    * exist, an element to delete that is absent, or overlapping intervals.
    */
   async apply(table: string, changes: ElementChange[], timeoutMs = 5000): Promise<void> {
     if (changes.every((c) => c.elements.length === 0)) return;
-    const first = this.seq;
-    const { buffer, seqs, lastSeq } = encodeBatch(table, changes, first);
-    this.take(lastSeq - first + 1);
-    const { errors } = await this.exchange(buffer, first, lastSeq, seqs, timeoutMs);
+    const errors = await this.transact((first) => encodeBatch(table, changes, first), timeoutMs);
     if (errors.length) throw new NetlinkError(`nf_tables netlink transaction failed: ${errors.join('; ')}`);
   }
 

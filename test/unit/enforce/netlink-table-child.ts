@@ -1,0 +1,23 @@
+// Child process for netlink-table.test.ts, run inside a throw-away netns (`ip netns exec NS node ...`):
+// for each step of the JSON on stdin, replaces (or, with `check`, checks) the table with the step's
+// plan over netlink in one batch, and prints one line per step: "ok" or "error <message>".
+import { readFileSync } from 'node:fs';
+import { NftNetlink } from '../../../src/enforce/backends/nft/netlink.js';
+import { replaceTable } from '../../../src/enforce/backends/nft/netlink-table.js';
+import type { RulesetPlan } from '../../../src/enforce/plan-model.js';
+
+const { table, steps } = JSON.parse(readFileSync(0, 'utf8')) as { table: string; steps: { plan: RulesetPlan; check?: boolean }[] };
+const nl = NftNetlink.open();
+if (!nl) {
+  console.log('error netlink module unavailable');
+  process.exit(0);
+}
+for (const s of steps) {
+  try {
+    await replaceTable(nl, s.plan, table, { check: s.check });
+    console.log('ok');
+  } catch (e) {
+    console.log(`error ${(e as Error).message}`);
+  }
+}
+nl.close();

@@ -1,0 +1,193 @@
+import { test, after } from 'node:test';
+import assert from 'node:assert/strict';
+import { spawnSync } from 'node:child_process';
+import { fileURLToPath } from 'node:url';
+import { encodeTableBatch } from '../../../src/enforce/backends/nft/netlink-table.js';
+import { renderReplace } from '../../../src/enforce/backends/nft/render.js';
+import { compilePlan } from '../../../src/enforce/index.js';
+import type { RulesetPlan } from '../../../src/enforce/plan-model.js';
+import { threeTierPolicies, threeTierWorld } from '../../fixtures/enforce/three-tier.js';
+import { syntheticPolicies, syntheticWorld } from '../../../bench/enforce-world.js';
+import { canUseNetns, createNetns, deleteNetns, inNetns } from './netns.js';
+
+const namespaces: string[] = [];
+after(() => namespaces.forEach(deleteNetns));
+const CHILD = fileURLToPath(new URL('./netlink-table-child.ts', import.meta.url));
+const kernel = canUseNetns() ? false : 'needs root, ip netns and nft';
+
+/** Runs the steps over netlink from a process inside `ns`; one line per step. */
+function viaNetlink(ns: string, table: string, steps: { plan: RulesetPlan; check?: boolean }[]): string[] {
+  const r = spawnSync('ip', ['netns', 'exec', ns, process.execPath, '--import', 'tsx', CHILD], { input: JSON.stringify({ table, steps }), encoding: 'utf8', timeout: 60_000 });
+  assert.equal(r.status, 0, r.stderr);
+  return r.stdout.trim().split('\n');
+}
+
+/** The table as nft lists it (text, and JSON without handles), or undefined when absent. */
+function listing(ns: string, table: string): { text: string; json: string } | undefined {
+  const t = inNetns(ns, 'nft', ['list', 'table', 'inet', table]);
+  if (t.status !== 0) return undefined;
+  const j = inNetns(ns, 'nft', ['-j', 'list', 'table', 'inet', table]);
+  assert.equal(j.status, 0, j.stderr);
+  assert.equal(t.stderr, '', 'nft reads the table without complaint');
+  return { text: t.stdout, json: j.stdout.replace(/"handle": \d+/g, '"handle": 0') };
+}
+
+/** A plan by hand with every match, verdict and element form the plan model has. */
+function everyForm(): RulesetPlan {
+  const rule = (matches: RulesetPlan['chains'][number]['rules'][number]['matches'], verdict: RulesetPlan['chains'][number]['rules'][number]['verdict'], extra: object = {}) => ({ matches, verdict, comment: 'policy:t/every', ...extra });
+  return {
+    nflogGroup: 7,
+    logPrefixes: {},
+    managedNetworks: ['n'],
+    warnings: [],
+    sets: [
+      { name: 'known4', family: 4, exact: true, purpose: 'k', elements: [{ value: '10.1.0.2', owner: 'ctr:a' }, { value: '10.1.0.3', owner: 'ctr:b' }] },
+      { name: 'known6', family: 6, exact: true, purpose: 'k', elements: [{ value: 'fd00:1::2', owner: 'ctr:a' }] },
+      // Ranges at the bottom and the top of the space, adjacent ranges, a host.
+      { name: 'wide4', family: 4, purpose: 'p', elements: [{ value: '0.0.0.0/8', owner: 'range:internal' }, { value: '10.1.0.0/24', owner: 'net:n' }, { value: '10.1.1.0/24', owner: 'net:m' }, { value: '10.2.0.9', owner: 'ctr:c' }, { value: '255.255.255.255', owner: 'range:internal' }] },
+      { name: 'wide6', family: 6, purpose: 'p', elements: [{ value: 'fd00:1::/64', owner: 'net:n' }, { value: 'fd00:2::7', owner: 'ctr:c' }] },
+      { name: 'all6', family: 6, purpose: 'p', elements: [{ value: '::/0', owner: 'range:internal' }] },
+      { name: 'empty4', family: 4, purpose: 'p', elements: [] },
+    ],
+    maps: [
+      { name: 'ingress4', family: 4, size: 1024, elements: [{ key: '10.1.0.2', chain: 'in_a', owner: 'ctr:a' }, { key: '10.1.0.3', chain: 'in_a', owner: 'ctr:b' }] },
+      { name: 'ingress6', family: 6, size: 1024, elements: [{ key: 'fd00:1::2', chain: 'in_a', owner: 'ctr:a' }] },
+      { name: 'egress4', family: 4, elements: [] },
+    ],
+    chains: [
+      { name: 'ingress', hook: 'ingress', owners: [], rules: [
+        rule([{ kind: 'established' }], { kind: 'accept' }, { comment: 'moat:established' }),
+        rule([{ kind: 'nd' }], { kind: 'accept' }, { comment: 'moat:ipv6-nd' }),
+        rule([{ kind: 'set', dir: 'dst', family: 4, set: 'known4', negate: true }, { kind: 'set', dir: 'dst', family: 4, set: 'wide4' }], { kind: 'drop' }, { counter: true, log: 'moat:failclosed:dst:x', comment: 'moat:fail-closed-dst' }),
+        rule([], { kind: 'vmap', dir: 'dst', family: 4, map: 'ingress4' }, { comment: 'moat:ingress' }),
+        rule([], { kind: 'vmap', dir: 'dst', family: 6, map: 'ingress6' }, { comment: 'moat:ingress' }),
+      ] },
+      { name: 'egress', hook: 'egress', owners: [], rules: [rule([], { kind: 'vmap', dir: 'src', family: 4, map: 'egress4' }, { comment: 'moat:egress' }), rule([{ kind: 'l4', proto: 'udp' }], { kind: 'jump', chain: 'in_b' })] },
+      { name: 'in_a', owners: ['a', 'b'], rules: [
+        rule([{ kind: 'set', dir: 'src', family: 4, set: 'wide4' }, { kind: 'set', dir: 'src', family: 4, set: 'empty4', negate: true }, { kind: 'l4', proto: 'tcp', ports: [[80, 80], [443, 443], [9000, 9100]] }], { kind: 'return' }),
+        rule([{ kind: 'set', dir: 'src', family: 6, set: 'wide6' }, { kind: 'l4', proto: 'sctp', ports: [[5000, 5001]] }], { kind: 'return' }),
+        rule([{ kind: 'set', dir: 'src', family: 6, set: 'all6' }, { kind: 'local', dir: 'src', negate: true }, { kind: 'l4', proto: 'udp', ports: [[53, 53]] }], { kind: 'return' }),
+        rule([{ kind: 'local', dir: 'src' }, { kind: 'l4', proto: 'tcp', ports: [[1, 65535]] }], { kind: 'return' }),
+        rule([{ kind: 'local', dir: 'dst' }, { kind: 'l4', proto: 'tcp' }], { kind: 'return' }),
+        rule([{ kind: 'l4other' }], { kind: 'return' }),
+        rule([{ kind: 'published', proto: 'tcp', hostPort: 8443 }, { kind: 'set', dir: 'src', family: 4, set: 'wide4' }], { kind: 'return' }, { comment: 'allowlist:t/pub' }),
+        rule([{ kind: 'published', proto: 'udp', hostPort: 5353 }], { kind: 'drop' }, { counter: true, log: 'moat:pub:in:t/pub', comment: 'allowlist:t/pub' }),
+        rule([], { kind: 'drop' }, { counter: true, log: 'moat:iso:in:t/every', comment: 'isolated-by:t/every,t/other' }),
+      ] },
+      { name: 'in_b', owners: ['c'], rules: [rule([{ kind: 'l4', proto: 'udp', ports: [[53, 53], [5353, 5353]] }], { kind: 'accept' }), rule([], { kind: 'drop' }, { counter: true })] },
+    ],
+  };
+}
+
+function dualStackThreeTier() {
+  const w = threeTierWorld();
+  for (const n of w.networks) if (n.name === 'shop_backend') {
+    n.enableIPv6 = true;
+    n.subnets = [...n.subnets, 'fd00:28:2::/64'];
+  }
+  w.endpoints.forEach((e, i) => {
+    for (const a of e.attachments) if (a.network === 'shop_backend') a.ipv6 = `fd00:28:2::${10 + i}`;
+  });
+  return w;
+}
+
+/** The messages of a batch: netlink type, flags and sequence number. */
+function messages(buf: Buffer): { type: number; flags: number; seq: number }[] {
+  const out = [];
+  for (let off = 0; off < buf.length; off += (buf.readUInt32LE(off) + 3) & ~3) out.push({ type: buf.readUInt16LE(off + 4), flags: buf.readUInt16LE(off + 6), seq: buf.readUInt32LE(off + 8) });
+  return out;
+}
+
+const plans: [string, () => RulesetPlan][] = [
+  ['every match, verdict and element form', everyForm],
+  ['the seed three-tier example', () => compilePlan(threeTierWorld(), threeTierPolicies())],
+  ['the three-tier example, dual stack', () => compilePlan(dualStackThreeTier(), threeTierPolicies())],
+  ['a synthetic host (300 endpoints, 30 policies)', () => compilePlan(syntheticWorld(300), syntheticPolicies(30, 300))],
+];
+
+test('a batch is begin, the table replaced (add, delete, add), chains, sets with elements, rules, end; only the last message asks for an answer', () => {
+  const b = encodeTableBatch(everyForm(), 'tnt', 100);
+  const msgs = messages(b.buffer);
+  const kinds = msgs.map((m) => (m.type === 16 || m.type === 17 ? m.type : m.type & 0xff));
+  assert.deepEqual(kinds.slice(0, 4), [16, 0, 2, 0]);
+  assert.equal(kinds[kinds.length - 1], 17);
+  const firstRule = kinds.indexOf(6);
+  assert.ok(kinds.slice(4, kinds.indexOf(9)).every((k) => k === 3), 'chains come first');
+  assert.ok(kinds.slice(firstRule).every((k) => k === 6 || k === 9 || k === 12 || k === 17), 'then rules (with their anonymous sets)');
+  assert.deepEqual(msgs.map((m) => m.seq), msgs.map((_, i) => 100 + i));
+  const acked = msgs.filter((m) => m.flags & 0x4);
+  assert.equal(acked.length, 1);
+  assert.deepEqual(b.seqs, [acked[0].seq]);
+  assert.equal(acked[0].seq, msgs[msgs.length - 2].seq);
+  // Rules are appended (NLM_F_APPEND), never inserted at the head.
+  assert.ok(msgs.filter((m) => (m.type & 0xff) === 6 && m.type !== 16 && m.type !== 17).every((m) => m.flags & 0x800));
+  // Without commit: no BATCH_END.
+  const c = messages(encodeTableBatch(everyForm(), 'tnt', 1, { commit: false }).buffer);
+  assert.notEqual(c[c.length - 1].type, 17);
+  assert.equal(c.length, msgs.length - 1);
+});
+
+test('names, comments and values from outside cannot reach the kernel unchecked', () => {
+  const bad = (edit: (p: RulesetPlan) => void) => {
+    const p = everyForm();
+    edit(p);
+    return () => encodeTableBatch(p, 'tnt', 1);
+  };
+  assert.throws(bad((p) => (p.chains[2].name = 'in_a; flush ruleset')), /invalid chain name/);
+  assert.throws(bad((p) => (p.sets[2].name = 'x"y')), /invalid set name/);
+  assert.throws(bad((p) => (p.maps[0].elements[0].chain = 'c d')), /invalid chain name/);
+  assert.throws(bad((p) => (p.maps[0].elements[0].key = '10.1.0.0/24')), /not an IPv4 address/);
+  assert.throws(bad((p) => (p.sets[0].elements[0].value = '10.1.0.2/31')), /not an IPv4 address/);
+  assert.throws(bad((p) => (p.sets[2].elements[0].value = '10.1.0.256')), /invalid address/);
+  assert.throws(bad((p) => (p.chains[2].rules[0].matches[0] = { kind: 'set', dir: 'src', family: 4, set: 'undeclared' })), /does not declare/);
+  assert.throws(() => encodeTableBatch(everyForm(), 'Bad-Table', 1), /invalid nft table name/);
+  // Comments are reduced to the safe alphabet, as the text renderer does.
+  const p = everyForm();
+  p.sets[0].elements[0].owner = 'ctr:a"; drop\n';
+  p.chains[2].rules[0].comment = 'x} flush ruleset {';
+  const text = encodeTableBatch(p, 'tnt', 1).buffer.toString('latin1');
+  assert.ok(!text.includes('ctr:a"') && !text.includes('x}'));
+  assert.match(text, /ctr:a__ drop/);
+});
+
+for (const [what, make] of plans) {
+  test(`in the kernel: ${what} over netlink lists exactly as the same plan through nft -f`, { skip: kernel }, () => {
+    const plan = make();
+    const [a, b] = [createNetns('moatnt'), createNetns('moatnt')];
+    namespaces.push(a, b);
+    const viaNft = inNetns(b, 'nft', ['-f', '-'], renderReplace(plan, { table: 'tnt' }));
+    assert.equal(viaNft.status, 0, viaNft.stderr);
+    // Twice: into an empty namespace, then replacing the table it holds.
+    assert.deepEqual(viaNetlink(a, 'tnt', [{ plan }, { plan }]), ['ok', 'ok']);
+    const [la, lb] = [listing(a, 'tnt'), listing(b, 'tnt')];
+    assert.ok(la && lb);
+    assert.equal(la.text, lb.text);
+    assert.equal(la.json, lb.json);
+  });
+}
+
+test('in the kernel: a check (no commit) changes nothing; a batch the kernel refuses leaves the table it had', { skip: kernel }, () => {
+  const ns = createNetns('moatnt');
+  namespaces.push(ns);
+  const good = everyForm();
+  const other = compilePlan(threeTierWorld(), threeTierPolicies());
+  // A map element that jumps to a chain the plan does not have: only the kernel can tell.
+  const broken = everyForm();
+  broken.maps[0].elements.push({ key: '10.1.0.9', chain: 'in_missing', owner: 'ctr:z' });
+  const out = viaNetlink(ns, 'tnt', [{ plan: good, check: true }, { plan: good }, { plan: other, check: true }, { plan: broken, check: true }, { plan: broken }]);
+  assert.equal(out[0], 'ok');
+  assert.equal(out[1], 'ok');
+  assert.equal(out[2], 'ok');
+  assert.match(out[3], /^error nf_tables check of table inet tnt failed: ENOENT \(elements of ingress4\)/);
+  assert.match(out[4], /^error nf_tables transaction of table inet tnt failed: ENOENT \(elements of ingress4\)/);
+  // After a check of the first plan the table was absent; now it is the good plan, untouched by the
+  // check of another plan and by the refused batch.
+  const ref = createNetns('moatnt');
+  namespaces.push(ref);
+  assert.equal(inNetns(ref, 'nft', ['-f', '-'], renderReplace(good, { table: 'tnt' })).status, 0);
+  assert.equal(listing(ns, 'tnt')?.text, listing(ref, 'tnt')?.text);
+  const empty = createNetns('moatnt');
+  namespaces.push(empty);
+  assert.deepEqual(viaNetlink(empty, 'tnt', [{ plan: good, check: true }]), ['ok']);
+  assert.equal(listing(empty, 'tnt'), undefined, 'a check creates no table');
+});
