@@ -244,9 +244,6 @@ export class NlWriter {
     }
     this.pad();
   }
-  comment(type: number, text: string): void {
-    this.udata(type, text);
-  }
   result(): Buffer {
     return this.buf.subarray(0, this.off);
   }
@@ -256,7 +253,8 @@ export class NlWriter {
 
 /**
  * Parses dotted-quad IPv4 with an optional prefix (`10.0.0.0/24`) into [first address, prefix]
- * without allocating (the hot path: tens of thousands of elements); -1 when the text is not that.
+ * without a regular expression (the hot path: tens of thousands of elements); undefined when the
+ * text is not that.
  */
 function v4(s: string): [number, number] | undefined {
   let n = 0;
@@ -293,23 +291,7 @@ function v4(s: string): [number, number] | undefined {
   return [n - (n % size), prefix];
 }
 
-/** An element value's range as [start, end) in network byte order (`end` absent at the top of the space). */
-function range(value: string, family: Family): { start: Uint8Array; end?: Uint8Array } {
-  return intervalOf(value, family);
-}
-
 const ZERO: Record<Family, Uint8Array> = { 4: new Uint8Array(4), 6: new Uint8Array(16) };
-
-/** safeComment, remembered: the same owners come back in several sets and maps. */
-const safeMemo = new Map<string, string>();
-function safe(text: string): string {
-  let s = safeMemo.get(text);
-  if (s === undefined) {
-    if (safeMemo.size > 200_000) safeMemo.clear();
-    safeMemo.set(text, (s = safeComment(text)));
-  }
-  return s;
-}
 
 // ---- the batch --------------------------------------------------------------------------------
 
@@ -377,7 +359,7 @@ function intervalElements(c: Ctx, set: string, id: number, family: Family | 'por
     if (typeof r.start === 'number') w.keyV4(r.start);
     else w.key(r.start);
     const owner = ownerAt(i);
-    if (owner !== undefined || r.end === undefined) w.udata(ELEM.USERDATA, owner === undefined ? undefined : safe(owner), r.end === undefined);
+    if (owner !== undefined || r.end === undefined) w.udata(ELEM.USERDATA, owner === undefined ? undefined : safeComment(owner), r.end === undefined);
     w.close(e);
     if (r.end !== undefined) endElement(w, r.end);
   });
@@ -392,7 +374,7 @@ function rangeOf(value: string, family: Family): { start: Uint8Array | number; e
       return { start: p[0], end: end >= 2 ** 32 ? undefined : end };
     }
   }
-  return range(value, family);
+  return intervalOf(value, family);
 }
 
 /** A host address's key (map keys, elements of sets without intervals); throws for anything else. */
@@ -401,7 +383,7 @@ function hostKey(value: string, family: Family, what: string): Uint8Array | numb
     const p = v4(value);
     if (p && p[1] === 32) return p[0];
   } else if (!value.includes('/') || value.endsWith('/128')) {
-    return range(value, 6).start;
+    return intervalOf(value, 6).start;
   }
   throw new Error(`${what} ${JSON.stringify(value)} is not an IPv${family} address`);
 }
@@ -455,7 +437,7 @@ function addressSet(c: Ctx, s: AddressSet): void {
     const e = w.nest(LIST_ELEM);
     if (typeof k === 'number') w.keyV4(k);
     else w.key(k);
-    w.udata(ELEM.USERDATA, safe(els[i].owner));
+    w.udata(ELEM.USERDATA, safeComment(els[i].owner));
     w.close(e);
   });
 }
@@ -480,7 +462,7 @@ function verdictMap(c: Ctx, m: VerdictMap): void {
     w.str(VERDICT_CHAIN, el.chain);
     w.close(v);
     w.close(d);
-    w.udata(ELEM.USERDATA, safe(el.owner));
+    w.udata(ELEM.USERDATA, safeComment(el.owner));
     w.close(e);
   });
 }
@@ -498,7 +480,7 @@ function newChain(c: Ctx, ch: PlanChain): void {
     w.be32(HOOK.PRIORITY, CHAIN_PRIORITY);
     w.close(h);
   }
-  w.comment(CHAIN.USERDATA, chainComment(ch));
+  w.udata(CHAIN.USERDATA, chainComment(ch));
   w.endMsg(m);
 }
 
@@ -687,7 +669,7 @@ function newRule(c: Ctx, chain: string, r: PlanRule): void {
       break;
   }
   w.close(list);
-  w.comment(RULE.USERDATA, safeComment(r.comment));
+  w.udata(RULE.USERDATA, safeComment(r.comment));
   w.endMsg(msg);
 }
 
