@@ -16,6 +16,7 @@ import type { Logger } from 'pino';
 import { NftBackend, dropCounters } from '../enforce/backends/nft/backend.js';
 import { IptablesBackend } from '../enforce/backends/iptables/backend.js';
 import { applyIncremental, applyPlan, backendFor, type EnforceOptions } from '../enforce/index.js';
+import { DEFAULT_STATE_DIR, saveApplied as saveAppliedRecord } from '../enforce/state.js';
 import { CompileSession } from '../enforce/compile/session.js';
 import { currentPlanShape, type RulesetPlan } from '../enforce/plan-model.js';
 import { UserError, formatDiagnostic, type Diagnostic } from '../model/diagnostics.js';
@@ -129,6 +130,8 @@ export class Controller {
   private saveDebounce!: Debouncer;
   /** The applied plan changed since it was last written to the state store. */
   private unsavedApplied = false;
+  /** A whole-table replace not yet recorded in the state directory (for `moat rollback`). */
+  private unrecordedFull: { plan: RulesetPlan; at: string } | undefined;
   private driftDeferred = 0;
   private violationInput: { world: World; policySet: PolicySet; plan: RulesetPlan } | undefined;
   private statusSavedAt = 0;
@@ -440,8 +443,26 @@ export class Controller {
     this.debouncer.trigger();
   }
 
-  /** Writes the applied plan to the state store if it changed since the last write. */
+  /**
+   * How the controller applies: without the separate check (a whole-table replace is one atomic
+   * transaction, which the kernel refuses whole or takes whole, so a check would only repeat its
+   * validation) and without the state directory's record on the event path (saveApplied writes it).
+   */
+  private controllerApply(): EnforceOptions {
+    return { ...this.options.enforce, check: false, record: false };
+  }
+
+  /** Writes the applied plan to the state store if it changed since the last write, and the last whole-table replace to the state directory. */
   private saveApplied(): void {
+    const full = this.unrecordedFull;
+    this.unrecordedFull = undefined;
+    if (full) {
+      try {
+        saveAppliedRecord(this.options.enforce.stateDir ?? DEFAULT_STATE_DIR, { backend: this.backendKind, target: this.target, appliedAt: full.at, plan: full.plan, script: '' });
+      } catch (e) {
+        this.log.warn({ err: (e as Error).message }, 'cannot write the applied ruleset to the state directory (moat rollback will not see it)');
+      }
+    }
     if (!this.unsavedApplied || !this.applied || !this.appliedAt) return;
     this.unsavedApplied = false;
     this.store.saveApplied({ at: this.appliedAt, backend: this.backendKind, target: this.target, plan: this.applied });
@@ -529,9 +550,9 @@ export class Controller {
       const before = this.cleanGeneration;
       this.cleanGeneration = undefined;
       if (o.full || !this.applied || this.backendKind !== 'nft') {
-        await applyPlan(plan, this.options.enforce);
+        await applyPlan(plan, this.controllerApply());
       } else {
-        const r = await applyIncremental(this.applied, plan, { ...this.options.enforce, record: false });
+        const r = await applyIncremental(this.applied, plan, this.controllerApply());
         mode = r.mode;
         via = r.via;
         detail = r.reason ?? (r.changes ? JSON.stringify(r.changes) : undefined);
@@ -565,8 +586,10 @@ export class Controller {
     if (mode !== 'unchanged') this.statusDirty = true;
     if (mode === 'full' || (mode === 'incremental' && via !== 'netlink')) await this.captureReference(plan);
     if (mode !== 'unchanged') {
-      // Written once events go quiet, not per event (saveDebounce).
+      // Written once events go quiet, not per event (saveDebounce); a whole-table replace also
+      // leaves a record in the state directory for `moat rollback`, as `moat apply` does.
       this.unsavedApplied = true;
+      if (mode === 'full') this.unrecordedFull = { plan, at: this.appliedAt };
       this.saveDebounce.trigger();
       this.store.recordApply({ at: this.appliedAt, reason: trigger, mode, ok: true, durationMs: ms, endpoints: world.endpoints.length, detail: detail?.slice(0, 2000) });
     }
@@ -758,7 +781,7 @@ export class Controller {
         this.repairNote(d, reason);
         const t0 = Date.now();
         this.cleanGeneration = undefined;
-        await applyPlan(this.applied, this.options.enforce);
+        await applyPlan(this.applied, this.controllerApply());
         await this.captureReference(this.applied);
         this.repaired();
         this.store.recordApply({ at: new Date().toISOString(), reason: `drift repair (${reason})`, mode: 'full', ok: true, durationMs: Date.now() - t0, endpoints: this.lastWorld?.endpoints.length ?? 0 });

@@ -32,6 +32,11 @@ export interface EnforceOptions extends CompileOptions, InputOptions {
   check?: boolean;
   /** nft: element-only incremental changes over netlink (default true; see NftOptions.netlink). */
   netlink?: boolean;
+  /**
+   * Record the applied plan in the state directory for `rollback` (default true). A controller
+   * keeps its own and writes the record once events go quiet (at 10,000 endpoints it is ~5 MB).
+   */
+  record?: boolean;
 }
 
 export function backendFor(options: EnforceOptions): NftBackend | IptablesBackend {
@@ -88,7 +93,7 @@ export async function applyPlan(p: RulesetPlan, options: EnforceOptions = {}): P
   if (b instanceof NftBackend) {
     const r = await b.replace(p, { check: options.check });
     // Over netlink no text reached the kernel: the record says so and keeps the plan, which renders the same table.
-    saveApplied(stateDir, { backend: 'nft', target: b.table, appliedAt, plan: p, script: r.script ?? '', via: r.via });
+    if (options.record !== false) saveApplied(stateDir, { backend: 'nft', target: b.table, appliedAt, plan: p, script: r.script ?? '', via: r.via });
     let script = r.script;
     return {
       backend: 'nft',
@@ -103,18 +108,13 @@ export async function applyPlan(p: RulesetPlan, options: EnforceOptions = {}): P
   }
   const s = await b.apply(p);
   const script = `${s.ipset}\n${s.v4}\n${s.v6 ?? ''}`;
-  saveApplied(stateDir, { backend: b.kind, target: 'MOAT', appliedAt, plan: p, script });
+  if (options.record !== false) saveApplied(stateDir, { backend: b.kind, target: 'MOAT', appliedAt, plan: p, script });
   return { backend: b.kind, plan: p, script, warnings: p.warnings };
 }
 
 /** Compile then apply. A policy that fails to compile throws before anything reaches the kernel. */
 export async function apply(world: World, policies: PolicySet, options: EnforceOptions = {}): Promise<ApplyResult> {
   return applyPlan(compilePlan(world, policies, options), options);
-}
-
-export interface IncrementalOptions extends EnforceOptions {
-  /** Record the new plan in the state directory for rollback (default true; the controller may keep its own). */
-  record?: boolean;
 }
 
 export interface IncrementalResult {
@@ -135,7 +135,7 @@ export interface IncrementalResult {
  * hold `previous`, or the iptables backend) it falls back to a full atomic apply. A failing
  * transaction changes nothing in the kernel.
  */
-export async function applyIncremental(previous: RulesetPlan | undefined, next: RulesetPlan, options: IncrementalOptions = {}): Promise<IncrementalResult> {
+export async function applyIncremental(previous: RulesetPlan | undefined, next: RulesetPlan, options: EnforceOptions = {}): Promise<IncrementalResult> {
   const stateDir = options.stateDir ?? DEFAULT_STATE_DIR;
   const b = backendFor(options);
   const full = async (reason: string): Promise<IncrementalResult> => {

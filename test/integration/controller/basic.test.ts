@@ -5,6 +5,7 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { NftBackend } from '../../../src/enforce/backends/nft/backend.js';
 import { run } from '../../../src/enforce/exec.js';
+import { loadApplied } from '../../../src/enforce/state.js';
 import { requireDocker, runContainer } from '../../helpers/docker.js';
 import { dbPolicy, dbScene, get, labelsFor, log, makeHarness, reachable, sleep, startController, status, stopController, waitExit, waitFor, waitReady, writePolicy } from './harness.js';
 
@@ -84,6 +85,11 @@ test('controller: follows containers, repairs a flushed table, keeps the last go
   // Restart with the broken file on disk: the last good policy comes from the state database.
   stopController(h, 'SIGTERM');
   await waitExit(h);
+  // Its whole-table replace (at start) left a record in the state directory for `moat rollback`,
+  // written off the event path (saveApplied), and it holds the plan the kernel got.
+  const rec = loadApplied(h.stateDir, 'nft');
+  assert.equal(rec?.target, h.table, 'a record of the applied table');
+  assert.ok(rec!.plan.chains.some((c) => c.name === 'ingress' && c.hook), 'the record holds the plan');
   startController(h, ['--policy', h.policyFile]);
   const s2 = await waitFor('ready after restart', async () => { const s = await status(h); return s?.ready ? s : undefined; }, 60_000, 200);
   assert.equal(s2.policy.valid, false);
