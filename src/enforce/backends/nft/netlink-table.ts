@@ -486,66 +486,136 @@ function newChain(c: Ctx, ch: PlanChain): void {
 
 // ---- expressions --------------------------------------------------------------------------------
 
-function expr(w: NlWriter, name: string, body: () => void): void {
-  const e = w.nest(EXPR_ELEM);
-  w.str(EXPR_NAME, name);
-  const d = w.nest(EXPR_DATA);
-  body();
+/**
+ * The fixed start of each expression, written in one copy: its `EXPR_ELEM` nest, its name and its
+ * `EXPR_DATA` nest (the two nests' lengths are filled in by `shut`). One rule has ~8 expressions and
+ * the 10,000-endpoint table ~45,000 of them, so no closure or name encoding per expression.
+ */
+class ExprHead {
+  readonly bytes: Uint8Array;
+  constructor(name: string) {
+    const nameAttr = (4 + name.length + 1 + 3) & ~3;
+    const b = new Uint8Array(4 + nameAttr + 4);
+    const le16 = (v: number, at: number) => {
+      b[at] = v & 255;
+      b[at + 1] = v >>> 8;
+    };
+    le16(EXPR_ELEM | NLA_F_NESTED, 2);
+    le16(4 + name.length + 1, 4);
+    le16(EXPR_NAME, 6);
+    for (let i = 0; i < name.length; i++) b[8 + i] = name.charCodeAt(i);
+    le16(EXPR_DATA | NLA_F_NESTED, 4 + nameAttr + 2);
+    this.bytes = b;
+  }
+}
+const H = {
+  meta: new ExprHead('meta'),
+  cmp: new ExprHead('cmp'),
+  payload: new ExprHead('payload'),
+  lookup: new ExprHead('lookup'),
+  ct: new ExprHead('ct'),
+  bitwise: new ExprHead('bitwise'),
+  fib: new ExprHead('fib'),
+  counter: new ExprHead('counter'),
+  log: new ExprHead('log'),
+  immediate: new ExprHead('immediate'),
+} as const;
+
+/** Begins an expression; returns its offset for `shut`. */
+function open(w: NlWriter, h: ExprHead): number {
+  const n = h.bytes.length;
+  w.room(n);
+  const at = w.off;
+  w.buf.set(h.bytes, at);
+  w.off += n;
+  return at;
+}
+function shut(w: NlWriter, at: number, h: ExprHead): void {
+  w.close(at + h.bytes.length - 4);
+  w.close(at);
+}
+
+function meta(w: NlWriter, k: number): void {
+  const e = open(w, H.meta);
+  w.be32(2, k); // NFTA_META_KEY
+  w.be32(1, REG_1); // NFTA_META_DREG
+  shut(w, e, H.meta);
+}
+/** `cmp` of register 1 with a value of `len` bytes (1: u8; 2: big-endian u16; 4: host-order u32). */
+function cmp(w: NlWriter, op: number, len: 1 | 2 | 4, v: number): void {
+  const e = open(w, H.cmp);
+  w.be32(1, REG_1); // NFTA_CMP_SREG
+  w.be32(2, op); // NFTA_CMP_OP
+  const d = w.nest(3); // NFTA_CMP_DATA
+  if (len === 1) w.u8(DATA_VALUE, v);
+  else if (len === 2) w.be16(DATA_VALUE, v);
+  else w.u32host(DATA_VALUE, v);
   w.close(d);
-  w.close(e);
+  shut(w, e, H.cmp);
 }
-const meta = (w: NlWriter, k: number) =>
-  expr(w, 'meta', () => {
-    w.be32(2, k); // NFTA_META_KEY
-    w.be32(1, REG_1); // NFTA_META_DREG
-  });
-function cmp(w: NlWriter, op: number, value: (w: NlWriter) => void): void {
-  expr(w, 'cmp', () => {
-    w.be32(1, REG_1); // NFTA_CMP_SREG
-    w.be32(2, op); // NFTA_CMP_OP
-    const d = w.nest(3); // NFTA_CMP_DATA
-    value(w);
-    w.close(d);
-  });
+function payload(w: NlWriter, base: number, offset: number, len: number): void {
+  const e = open(w, H.payload);
+  w.be32(1, REG_1); // NFTA_PAYLOAD_DREG
+  w.be32(2, base); // NFTA_PAYLOAD_BASE
+  w.be32(3, offset); // NFTA_PAYLOAD_OFFSET
+  w.be32(4, len); // NFTA_PAYLOAD_LEN
+  shut(w, e, H.payload);
 }
-const cmpU8 = (w: NlWriter, op: number, v: number) => cmp(w, op, () => w.u8(DATA_VALUE, v));
-const payload = (w: NlWriter, base: number, offset: number, len: number) =>
-  expr(w, 'payload', () => {
-    w.be32(1, REG_1); // NFTA_PAYLOAD_DREG
-    w.be32(2, base); // NFTA_PAYLOAD_BASE
-    w.be32(3, offset); // NFTA_PAYLOAD_OFFSET
-    w.be32(4, len); // NFTA_PAYLOAD_LEN
-  });
-function lookup(c: Ctx, set: string, id: number | undefined, opts: { invert?: boolean; vmap?: boolean } = {}): void {
+const LOOKUP_INVERT = 1;
+const LOOKUP_VMAP = 2;
+function lookup(c: Ctx, set: string, id: number | undefined, flags = 0): void {
   const { w } = c;
   const setId = id ?? c.ids.get(set);
   if (setId === undefined) throw new Error(`rule refers to set ${JSON.stringify(set)}, which the plan does not declare`);
-  expr(w, 'lookup', () => {
-    w.be32(2, REG_1); // NFTA_LOOKUP_SREG
-    if (opts.vmap) w.be32(3, REG_VERDICT); // NFTA_LOOKUP_DREG
-    w.str(1, set); // NFTA_LOOKUP_SET
-    w.be32(4, setId); // NFTA_LOOKUP_SET_ID
-    if (opts.invert) w.be32(5, 1); // NFTA_LOOKUP_FLAGS: NFT_LOOKUP_F_INV
-  });
+  const e = open(w, H.lookup);
+  w.be32(2, REG_1); // NFTA_LOOKUP_SREG
+  if (flags & LOOKUP_VMAP) w.be32(3, REG_VERDICT); // NFTA_LOOKUP_DREG
+  w.str(1, set); // NFTA_LOOKUP_SET
+  w.be32(4, setId); // NFTA_LOOKUP_SET_ID
+  if (flags & LOOKUP_INVERT) w.be32(5, 1); // NFTA_LOOKUP_FLAGS: NFT_LOOKUP_F_INV
+  shut(w, e, H.lookup);
+}
+/** `ct <key>` into register 1 (`dir`: NFTA_CT_DIRECTION, for keys of one direction). */
+function ct(w: NlWriter, k: number, dir?: number): void {
+  const e = open(w, H.ct);
+  w.be32(2, k); // NFTA_CT_KEY
+  w.be32(1, REG_1); // NFTA_CT_DREG
+  if (dir !== undefined) w.u8(3, dir); // NFTA_CT_DIRECTION
+  shut(w, e, H.ct);
 }
 /** `ct <key> & mask != 0` (ct state / ct status flags). */
 function ctFlags(w: NlWriter, k: number, mask: number): void {
-  expr(w, 'ct', () => {
-    w.be32(2, k); // NFTA_CT_KEY
-    w.be32(1, REG_1); // NFTA_CT_DREG
-  });
-  expr(w, 'bitwise', () => {
-    w.be32(1, REG_1); // NFTA_BITWISE_SREG
-    w.be32(2, REG_1); // NFTA_BITWISE_DREG
-    w.be32(3, 4); // NFTA_BITWISE_LEN
-    const m = w.nest(4); // NFTA_BITWISE_MASK
-    w.u32host(DATA_VALUE, mask);
-    w.close(m);
-    const x = w.nest(5); // NFTA_BITWISE_XOR
-    w.u32host(DATA_VALUE, 0);
-    w.close(x);
-  });
-  cmp(w, CMP_NEQ, () => w.u32host(DATA_VALUE, 0));
+  ct(w, k);
+  const e = open(w, H.bitwise);
+  w.be32(1, REG_1); // NFTA_BITWISE_SREG
+  w.be32(2, REG_1); // NFTA_BITWISE_DREG
+  w.be32(3, 4); // NFTA_BITWISE_LEN
+  const m = w.nest(4); // NFTA_BITWISE_MASK
+  w.u32host(DATA_VALUE, mask);
+  w.close(m);
+  const x = w.nest(5); // NFTA_BITWISE_XOR
+  w.u32host(DATA_VALUE, 0);
+  w.close(x);
+  shut(w, e, H.bitwise);
+  cmp(w, CMP_NEQ, 4, 0);
+}
+function fib(w: NlWriter, flags: number): void {
+  const e = open(w, H.fib);
+  w.be32(3, flags); // NFTA_FIB_FLAGS
+  w.be32(2, FIB_RESULT_ADDRTYPE); // NFTA_FIB_RESULT
+  w.be32(1, REG_1); // NFTA_FIB_DREG
+  shut(w, e, H.fib);
+}
+function verdict(w: NlWriter, code: number, target?: string): void {
+  const e = open(w, H.immediate);
+  w.be32(1, REG_VERDICT); // NFTA_IMMEDIATE_DREG
+  const d = w.nest(2); // NFTA_IMMEDIATE_DATA
+  const vv = w.nest(DATA_VERDICT);
+  w.be32(VERDICT_CODE, code);
+  if (target !== undefined) w.str(VERDICT_CHAIN, target);
+  w.close(vv);
+  w.close(d);
+  shut(w, e, H.immediate);
 }
 function anonSet(c: Ctx, which: keyof typeof ANON): number {
   const a = ANON[which];
@@ -560,6 +630,13 @@ function anonSet(c: Ctx, which: keyof typeof ANON): number {
 
 const ADDR_OFFSET: Record<Family, Record<'src' | 'dst', number>> = { 4: { src: 12, dst: 16 }, 6: { src: 8, dst: 24 } };
 
+/** `meta nfproto <f>`: nft checks the layer-3 protocol once per rule before the first address match of a family. */
+function family(w: NlWriter, f: Family): Family {
+  meta(w, META.NFPROTO);
+  cmp(w, CMP_EQ, 1, NFPROTO[f]);
+  return f;
+}
+
 /** One rule; anonymous sets it needs go right before it, as nft sends them. */
 function newRule(c: Ctx, chain: string, r: PlanRule): void {
   const { w } = c;
@@ -570,102 +647,77 @@ function newRule(c: Ctx, chain: string, r: PlanRule): void {
   w.str(RULE.TABLE, c.table);
   w.str(RULE.CHAIN, chain);
   const list = w.nest(RULE.EXPRESSIONS);
-  // nft checks the layer-3 protocol once per rule before the first address match of a family.
-  let nfproto: Family | undefined;
-  const family = (f: Family) => {
-    if (nfproto === f) return;
-    meta(w, META.NFPROTO);
-    cmpU8(w, CMP_EQ, NFPROTO[f]);
-    nfproto = f;
-  };
+  let nfproto: Family | undefined; // the family checked so far (family())
   for (const m of r.matches) {
     switch (m.kind) {
       case 'set':
-        family(m.family);
+        if (nfproto !== m.family) nfproto = family(w, m.family);
         payload(w, PAYLOAD_BASE.network, ADDR_OFFSET[m.family][m.dir], m.family === 4 ? 4 : 16);
-        lookup(c, assertName(m.set, 'set name'), undefined, { invert: m.negate });
+        lookup(c, assertName(m.set, 'set name'), undefined, m.negate ? LOOKUP_INVERT : 0);
         break;
       case 'local':
-        expr(w, 'fib', () => {
-          w.be32(3, FIB_F[m.dir === 'src' ? 'saddr' : 'daddr']); // NFTA_FIB_FLAGS
-          w.be32(2, FIB_RESULT_ADDRTYPE); // NFTA_FIB_RESULT
-          w.be32(1, REG_1); // NFTA_FIB_DREG
-        });
-        cmp(w, m.negate ? CMP_NEQ : CMP_EQ, () => w.u32host(DATA_VALUE, RTN_LOCAL));
+        fib(w, FIB_F[m.dir === 'src' ? 'saddr' : 'daddr']);
+        cmp(w, m.negate ? CMP_NEQ : CMP_EQ, 4, RTN_LOCAL);
         break;
       case 'l4':
         meta(w, META.L4PROTO);
-        cmpU8(w, CMP_EQ, L4[m.proto]);
+        cmp(w, CMP_EQ, 1, L4[m.proto]);
         if (m.ports) {
           payload(w, PAYLOAD_BASE.transport, 2, 2);
-          if (m.ports.length === 1 && m.ports[0][0] === m.ports[0][1]) cmp(w, CMP_EQ, () => w.be16(DATA_VALUE, m.ports![0][0]));
+          if (m.ports.length === 1 && m.ports[0][0] === m.ports[0][1]) cmp(w, CMP_EQ, 2, m.ports[0][0]);
           else if (m.ports.length === 1) {
             // A single range: nft writes `th dport a-b` as two comparisons.
             const [a, b] = m.ports[0];
-            cmp(w, 5, () => w.be16(DATA_VALUE, a)); // NFT_CMP_GTE
-            cmp(w, 3, () => w.be16(DATA_VALUE, b)); // NFT_CMP_LTE
+            cmp(w, 5, 2, a); // NFT_CMP_GTE
+            cmp(w, 3, 2, b); // NFT_CMP_LTE
           } else lookup(c, portSetName(m.ports), undefined);
         }
         break;
       case 'l4other':
         meta(w, META.L4PROTO);
-        lookup(c, '__set%d', anon.get(m), { invert: true });
+        lookup(c, '__set%d', anon.get(m), LOOKUP_INVERT);
         break;
       case 'published':
         ctFlags(w, CT.STATUS, IPS_DST_NAT);
         meta(w, META.L4PROTO);
-        cmpU8(w, CMP_EQ, L4[m.proto]);
-        expr(w, 'ct', () => {
-          w.be32(2, CT.PROTO_DST); // NFTA_CT_KEY
-          w.be32(1, REG_1); // NFTA_CT_DREG
-          w.u8(3, 0); // NFTA_CT_DIRECTION: original
-        });
-        cmp(w, CMP_EQ, () => w.be16(DATA_VALUE, m.hostPort));
+        cmp(w, CMP_EQ, 1, L4[m.proto]);
+        ct(w, CT.PROTO_DST, 0); // direction: original
+        cmp(w, CMP_EQ, 2, m.hostPort);
         break;
       case 'established':
         ctFlags(w, CT.STATE, CT_STATE_ESTABLISHED_RELATED);
         break;
       case 'nd':
-        family(6);
+        if (nfproto !== 6) nfproto = family(w, 6);
         meta(w, META.L4PROTO);
-        cmpU8(w, CMP_EQ, IPPROTO_ICMPV6);
+        cmp(w, CMP_EQ, 1, IPPROTO_ICMPV6);
         payload(w, PAYLOAD_BASE.transport, 0, 1);
         lookup(c, '__set%d', anon.get(m));
         break;
     }
   }
-  if (r.counter) expr(w, 'counter', () => undefined);
+  if (r.counter) shut(w, open(w, H.counter), H.counter);
   if (r.log && r.verdict.kind === 'drop') {
     const prefix = safeLogPrefix(r.log);
-    expr(w, 'log', () => {
-      w.str(2, prefix); // NFTA_LOG_PREFIX
-      w.be16(1, c.group); // NFTA_LOG_GROUP
-    });
+    const e = open(w, H.log);
+    w.str(2, prefix); // NFTA_LOG_PREFIX
+    w.be16(1, c.group); // NFTA_LOG_GROUP
+    shut(w, e, H.log);
   }
   const v = r.verdict;
-  const verdict = (code: number, target?: string) =>
-    expr(w, 'immediate', () => {
-      w.be32(1, REG_VERDICT); // NFTA_IMMEDIATE_DREG
-      const d = w.nest(2); // NFTA_IMMEDIATE_DATA
-      const vv = w.nest(DATA_VERDICT);
-      w.be32(VERDICT_CODE, code);
-      if (target !== undefined) w.str(VERDICT_CHAIN, target);
-      w.close(vv);
-      w.close(d);
-    });
   switch (v.kind) {
     case 'accept':
     case 'drop':
     case 'return':
-      verdict(VERDICT[v.kind]);
+      verdict(w, VERDICT[v.kind]);
       break;
     case 'jump':
-      verdict(VERDICT.jump, assertName(v.chain, 'chain name'));
+      verdict(w, VERDICT.jump, assertName(v.chain, 'chain name'));
       break;
     case 'vmap':
-      family(v.family);
+      if (nfproto !== v.family) nfproto = family(w, v.family);
       payload(w, PAYLOAD_BASE.network, ADDR_OFFSET[v.family][v.dir], v.family === 4 ? 4 : 16);
-      lookup(c, assertName(v.map, 'map name'), undefined, { vmap: true });
+      lookup(c, assertName(v.map, 'map name'), undefined, LOOKUP_VMAP);
       break;
   }
   w.close(list);
