@@ -44,7 +44,10 @@ export interface ResolvedWorld {
   groups: string[][];
   networks: Map<string, Network>;
   namespaceLabels(ns: string): Record<string, string>;
-  /** Policies that select endpoint i, per direction. */
+  /**
+   * Policies that select endpoint i, per direction. Read-only: endpoints selected by the same
+   * policies share one list (the compiler takes the list as their identity).
+   */
   selecting(i: number, direction: Direction): SelectedPolicy[];
   isolated(i: number, direction: Direction): boolean;
   /** Endpoints a selector matches, as a membership array (memoized per selector object). */
@@ -69,6 +72,31 @@ function baseLabelsOf(e: Endpoint): Record<string, string> {
   let l = baseLabelMemo.get(e);
   if (!l) baseLabelMemo.set(e, (l = effectiveLabels(e, [])));
   return l;
+}
+
+/** A node of resolveWorld's tree of selections: the policies on the path from the root, in order. */
+interface SelectionNode {
+  parent?: SelectionNode;
+  selected?: SelectedPolicy;
+  next?: Map<SelectedPolicy, SelectionNode>;
+  list?: SelectedPolicy[];
+}
+
+function selectionStep(node: SelectionNode, s: SelectedPolicy): SelectionNode {
+  node.next ??= new Map();
+  let child = node.next.get(s);
+  if (!child) node.next.set(s, (child = { parent: node, selected: s }));
+  return child;
+}
+
+/** The node's list (made once per node, by a walk to the root: no lists for inner nodes). */
+function selectionList(node: SelectionNode): SelectedPolicy[] {
+  if (node.list) return node.list;
+  let depth = 0;
+  for (let n: SelectionNode | undefined = node; n.parent; n = n.parent) depth++;
+  const list = new Array<SelectedPolicy>(depth);
+  for (let n: SelectionNode = node; n.parent; n = n.parent) list[--depth] = n.selected!;
+  return (node.list = list);
 }
 
 export function resolveWorld(worldIn: World, policies: PolicySet): ResolvedWorld {
@@ -160,8 +188,14 @@ export function resolveWorld(worldIn: World, policies: PolicySet): ResolvedWorld
     return m.array;
   };
 
-  const selIn: SelectedPolicy[][] = endpoints.map(() => []);
-  const selOut: SelectedPolicy[][] = endpoints.map(() => []);
+  // Each endpoint's selection is a node of a tree of the SelectedPolicy sequences seen so far (one
+  // step per policy that selects it): endpoints selected by the same policies end on the same node
+  // and share one (read-only) list, made once per node at the end. Per-endpoint lists grown by push
+  // were a good part of a compile's garbage, and the shared list is an identity the compiler uses.
+  const rootIn: SelectionNode = {};
+  const rootOut: SelectionNode = {};
+  const nodeIn: SelectionNode[] = new Array<SelectionNode>(endpoints.length).fill(rootIn);
+  const nodeOut: SelectionNode[] = new Array<SelectionNode>(endpoints.length).fill(rootOut);
   for (const policy of policies.policies) {
     // Only the members are visited (a policy usually selects a few of many endpoints).
     const m = membership(policy.subject).indices;
@@ -170,8 +204,8 @@ export function resolveWorld(worldIn: World, policies: PolicySet): ResolvedWorld
     const sin: SelectedPolicy | undefined = policy.isolates.ingress || policy.ingress.length ? { policy, isolates: policy.isolates.ingress } : undefined;
     const sout: SelectedPolicy | undefined = policy.isolates.egress || policy.egress.length ? { policy, isolates: policy.isolates.egress } : undefined;
     for (const i of m) {
-      if (sin) selIn[i].push(sin);
-      if (sout) selOut[i].push(sout);
+      if (sin) nodeIn[i] = selectionStep(nodeIn[i], sin);
+      if (sout) nodeOut[i] = selectionStep(nodeOut[i], sout);
     }
     if (!any && policy.kind !== 'label') {
       warnings.push({
@@ -204,6 +238,9 @@ export function resolveWorld(worldIn: World, policies: PolicySet): ResolvedWorld
       }
     }
   }
+
+  const selIn = nodeIn.map(selectionList);
+  const selOut = nodeOut.map(selectionList);
 
   const networks = new Map(world.networks.map((n) => [n.name, n]));
   const netnsOwner = (i: number): number => {

@@ -1,13 +1,14 @@
 // (World, PolicySet) -> EnforcementInput, using the analyzer's semantic core (analysis/resolve.ts)
 // so that the kernel and the matrix cannot drift apart: groups, selection, isolation, peer
 // membership, named ports and published-port allowlists all come from there.
-import { allowlistsFor, endpointAddresses, resolveWorld, rulePorts, type Direction, type ResolvedWorld, type SelectedPolicy } from '../../analysis/resolve.js';
+import { allowlistsFor, resolveWorld, rulePorts, type Direction, type ResolvedWorld, type SelectedPolicy } from '../../analysis/resolve.js';
 import { ConnSet } from '../../model/connset.js';
 import { isAllInterfaces, isLoopback } from '../../model/address.js';
 import type { Peer, PolicySet, Rule } from '../../model/ir.js';
 import { UserError, type SourcePos } from '../../model/diagnostics.js';
-import { endpointDisplayName, type World } from '../../model/world.js';
+import { endpointDisplayName, type Endpoint, type World } from '../../model/world.js';
 import { canonicalAddress, canonicalCidr } from '../validate.js';
+import { canonicalIPv4Value } from './ipv4.js';
 import type { Clause, DirectionPolicy, EnforcementInput, PeerAddresses, PublishedGuard, ResolvedEndpoint, ResolvedNetwork } from './resolved.js';
 
 export interface InputOptions {
@@ -33,11 +34,15 @@ export function buildEnforcementInput(world: World, policies: PolicySet, options
   return enforcementInputFrom(rw, options);
 }
 
-function canon(address: string, warnings: string[], where: string): string | undefined {
+/** `where` names the address's owner in a warning (an endpoint: its display name, made only then). */
+function canon(address: string, warnings: string[], where: string | Endpoint): string | undefined {
+  // A canonical dotted quad is what canonicalAddress would return for it (ipv4.ts); read without
+  // ipaddr.js, which was most of the first compile's time for these addresses.
+  if (canonicalIPv4Value(address) >= 0) return address;
   try {
     return canonicalAddress(address).text;
   } catch {
-    warnings.push(`${where}: ignoring invalid address ${JSON.stringify(address)}`);
+    warnings.push(`${typeof where === 'string' ? where : endpointDisplayName(where)}: ignoring invalid address ${JSON.stringify(address)}`);
     return undefined;
   }
 }
@@ -63,16 +68,22 @@ export function enforcementInputFrom(rw: ResolvedWorld, options: InputOptions = 
   // Addresses a packet from endpoint i can carry. The analyzer names a connection by the netns owner,
   // so only owners (bridge mode) contribute their addresses to peer sets.
   const addrCache: (string[] | undefined)[] = new Array(rw.endpoints.length);
+  const noAddresses: string[] = [];
   const addressesOf = (i: number): string[] => {
     let a = addrCache[i];
     if (!a) {
       const e = rw.endpoints[i];
-      a = [];
+      a = noAddresses;
+      // endpointAddresses(rw, i) read in place (i is its own netns owner): a list grown from empty
+      // by push takes room for 17, and these were tens of thousands of lists per compile.
       if (rw.netnsOwner(i) === i && e.networkMode.kind === 'bridge') {
-        const display = endpointDisplayName(e);
-        for (const x of endpointAddresses(rw, i)) {
-          const c = canon(x, warnings, display);
-          if (c) a.push(c);
+        const add = (x: string | undefined) => {
+          const c = x ? canon(x, warnings, e) : undefined;
+          if (c) a = a === noAddresses ? [c] : [...a!, c];
+        };
+        for (const att of e.attachments) {
+          add(att.ipv4);
+          add(att.ipv6);
         }
       }
       addrCache[i] = a;
@@ -119,10 +130,12 @@ export function enforcementInputFrom(rw: ResolvedWorld, options: InputOptions = 
   };
 
   /** Peers of a policy rule or allowlist: a value the kernel cannot take is the user's mistake. */
-  const checkedPeers = (peers: Peer[] | 'all', where: { pos?: SourcePos; context: string }): PeerAddresses => {
+  const checkedPeers = (peers: Peer[] | 'all', whereOf: () => { pos?: SourcePos; context: string }): PeerAddresses => {
     try {
       return peerAddresses(peers);
     } catch (e) {
+      // Named only on failure (the text was made for every clause otherwise).
+      const where = whereOf();
       throw new UserError({
         severity: 'error',
         code: 'enforce.invalid-peer',
@@ -136,9 +149,22 @@ export function enforcementInputFrom(rw: ResolvedWorld, options: InputOptions = 
 
   const hasNamedPort = (r: Rule): boolean => (r.ports ?? []).some((p) => 'name' in p);
 
+  // Named ports resolve against the destination's declared ports only: the result is kept per rule
+  // and declared-ports content, so every identity (and chain) with the same ports shares one ConnSet.
+  const namedPortsMemo = new Map<Rule, Map<string, ConnSet>>();
+  const portsToward = (r: Rule, destination: Endpoint): ConnSet => {
+    if (!hasNamedPort(r)) return rulePorts(r, destination);
+    let byPorts = namedPortsMemo.get(r);
+    if (!byPorts) namedPortsMemo.set(r, (byPorts = new Map()));
+    const key = jsonKey(declaredPortsKey, destination.declaredPorts);
+    let conns = byPorts.get(key);
+    if (!conns) byPorts.set(key, (conns = rulePorts(r, destination)));
+    return conns;
+  };
+
   const clausesFor = (policyId: string, r: Rule, d: Direction, self: number): Clause[] => {
-    checkedPeers(r.peers, { pos: r.pos, context: `policy ${policyId}, ${d} rule${r.text ? ` ${r.text}` : ''}` });
-    if (d === 'ingress') return [{ policyId, peer: peerAddresses(r.peers), conns: rulePorts(r, rw.endpoints[self]) }];
+    checkedPeers(r.peers, () => ({ pos: r.pos, context: `policy ${policyId}, ${d} rule${r.text ? ` ${r.text}` : ''}` }));
+    if (d === 'ingress') return [{ policyId, peer: peerAddresses(r.peers), conns: portsToward(r, rw.endpoints[self]) }];
     if (!hasNamedPort(r)) return [{ policyId, peer: peerAddresses(r.peers), conns: rulePorts(r, undefined) }];
     // Egress with named ports: they resolve per destination endpoint; other peers see numeric ports only.
     const out: Clause[] = [];
@@ -150,7 +176,7 @@ export function enforcementInputFrom(rw: ResolvedWorld, options: InputOptions = 
     for (let j = 0; j < rw.endpoints.length; j++) {
       const covered = r.peers === 'all' || r.peers.some((p) => p.kind === 'endpoints' && rw.members(p.selector)[j] === 1);
       if (!covered || addressesOf(j).length === 0) continue;
-      const conns = rulePorts(r, rw.endpoints[j]);
+      const conns = portsToward(r, rw.endpoints[j]);
       if (!conns.isEmpty) out.push({ policyId, peer: { cidrs: addressesOf(j), cidrsExcept: [], key: `endpoint:${rw.endpoints[j].id}`, dynamic: true }, conns });
     }
     return out;
@@ -168,6 +194,9 @@ export function enforcementInputFrom(rw: ResolvedWorld, options: InputOptions = 
     byPorts?: Map<string, DirectionPolicy>;
   }
   const identities: Record<Direction, IdentityNode> = { ingress: {}, egress: {} };
+  // resolveWorld gives endpoints selected by the same policies one shared list: its node is found
+  // once per list, not by a walk per endpoint.
+  const byList: Record<Direction, Map<SelectedPolicy[], IdentityNode>> = { ingress: new Map(), egress: new Map() };
   const buildDir = (i: number, d: Direction, sel: SelectedPolicy[]): DirectionPolicy => {
     const out: DirectionPolicy = { isolated: rw.isolated(i, d), isolatedBy: sel.filter((s) => s.isolates).map((s) => s.policy.id), denies: [], allows: [] };
     for (const s of sel) {
@@ -182,12 +211,16 @@ export function enforcementInputFrom(rw: ResolvedWorld, options: InputOptions = 
   };
   const dir = (i: number, d: Direction): DirectionPolicy => {
     const sel = rw.selecting(i, d);
-    let node = identities[d];
-    for (const s of sel) {
-      node.next ??= new Map();
-      let child = node.next.get(s);
-      if (!child) node.next.set(s, (child = {}));
-      node = child;
+    let node = byList[d].get(sel);
+    if (!node) {
+      node = identities[d];
+      for (const s of sel) {
+        node.next ??= new Map();
+        let child = node.next.get(s);
+        if (!child) node.next.set(s, (child = {}));
+        node = child;
+      }
+      byList[d].set(sel, node);
     }
     node.named ??= d === 'ingress' && sel.some((s) => s.policy.ingress.some(hasNamedPort));
     if (!node.named) return (node.built ??= buildDir(i, d, sel));
@@ -223,7 +256,7 @@ export function enforcementInputFrom(rw: ResolvedWorld, options: InputOptions = 
       if (port.hostPort === undefined || !(isAllInterfaces(port.hostIp) || !isLoopback(port.hostIp))) continue;
       for (const list of allowlistsFor(rw, i, port)) {
         if (published.some((g) => g.allowlistId === list.id && g.hostPort === port.hostPort && g.protocol === port.protocol)) continue;
-        published.push({ allowlistId: list.id, hostPort: port.hostPort, protocol: port.protocol, sources: checkedPeers(list.sources, { pos: list.pos, context: `published-port allowlist ${list.id}` }) });
+        published.push({ allowlistId: list.id, hostPort: port.hostPort, protocol: port.protocol, sources: checkedPeers(list.sources, () => ({ pos: list.pos, context: `published-port allowlist ${list.id}` })) });
       }
     }
     const ingress = dir(i, 'ingress');
