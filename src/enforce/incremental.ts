@@ -6,7 +6,7 @@
 // Anything else (a base chain changed, the NFLOG group changed, a chain's rules changed under the
 // same name) is not incremental: the caller does a whole-table replace.
 import type { AddressSet, PlanChain, RulesetPlan, VerdictMap } from './plan-model.js';
-import { chainComment, mapElementText, portSets, renderRule, tableName } from './backends/nft/render.js';
+import { chainComment, mapElementText, portSets, renderRule, tableName, validSize } from './backends/nft/render.js';
 import { assertName, elementText, safeComment } from './validate.js';
 import type { ElementChange } from './backends/nft/netlink.js';
 
@@ -118,6 +118,9 @@ export function incrementalScript(prev: RulesetPlan, next: RulesetPlan, options:
     // A set declared with or without intervals is a different kernel set (e.g. a plan recorded by an
     // earlier moat, whose known-address sets had intervals): replace the table.
     if (p && !!p.exact !== !!s.exact) return { incremental: false, reason: `set ${s.name} changed type` };
+    // The kernel's set has the capacity of the plan that created it.
+    if (p && p.size !== s.size) return { incremental: false, reason: `set ${s.name} changed size` };
+    if (s.size !== undefined && s.elements.length > s.size) return { incremental: false, reason: `set ${s.name} is full` };
   }
   const prevMaps = new Map(prev.maps.map((m) => [m.name, m]));
   for (const m of next.maps) {
@@ -142,7 +145,7 @@ export function incrementalScript(prev: RulesetPlan, next: RulesetPlan, options:
     const p = prevSet(s, i);
     if (!p) {
       changes.setsAdded.push(s.name);
-      head.push(`add set inet ${t} ${assertName(s.name, 'set name')} { type ${s.family === 4 ? 'ipv4_addr' : 'ipv6_addr'};${s.exact ? '' : ' flags interval;'} }`);
+      head.push(`add set inet ${t} ${assertName(s.name, 'set name')} { type ${s.family === 4 ? 'ipv4_addr' : 'ipv6_addr'};${s.exact ? '' : ' flags interval;'}${s.size === undefined ? '' : ` size ${validSize(s.size, s.name)};`} }`);
       if (s.elements.length) {
         adds.push(elementCommand('add', t, s, s.elements));
         ops.push(setChange('add', s, s.elements));

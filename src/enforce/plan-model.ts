@@ -76,11 +76,17 @@ export interface AddressSet {
    */
   peers?: string;
   /**
-   * Host addresses only (the known-endpoint sets): nftables declares it without `flags interval`, a
-   * hash set, so the fail-closed check of every new connection costs one hash lookup instead of a walk
-   * down a tree of 2 nodes per address.
+   * Host addresses only (the known-endpoint sets, and peer sets of containers chosen by selectors):
+   * nftables declares it without `flags interval`, a hash set, so a match costs one hash lookup
+   * instead of a walk down a tree of 2 nodes per address, and loading it half the kernel elements.
    */
   exact?: boolean;
+  /**
+   * An exact set's capacity (nft `size`): the kernel then keeps it in a fixed-size hash, cheaper to
+   * fill than the resizable one (bench/README.md, "Control plane"). Set by the full compile
+   * (`setCapacity`); kept by the deltas, which give way to a full compile rather than fill it.
+   */
+  size?: number;
 }
 
 export interface MapElement {
@@ -108,6 +114,16 @@ export interface VerdictMap {
 /** A verdict map's capacity for this many elements: twice as many, a power of two, at least 1,024. */
 export function mapCapacity(elements: number): number {
   let c = 1024;
+  while (c < 2 * elements) c *= 2;
+  return c;
+}
+
+/**
+ * An exact set's capacity for this many elements: twice as many, a power of two, at least 64 (a
+ * peer set of a few containers has room to grow by a few before a full compile resizes it).
+ */
+export function setCapacity(elements: number): number {
+  let c = 64;
   while (c < 2 * elements) c *= 2;
   return c;
 }

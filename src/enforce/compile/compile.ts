@@ -5,7 +5,7 @@ import { hash as digest } from 'node:crypto';
 import { ConnSet, MAX_PORT, MIN_PORT } from '../../model/connset.js';
 import { parseCidr, type Family } from '../../model/address.js';
 import { canonicalIPv4Prefix, canonicalIPv4Value, ipv4Text } from './ipv4.js';
-import { mapCapacity, type AddressSet, type L4, type MapElement, type Match, type PlanChain, type PlanRule, type RulesetPlan, type SetElement, type VerdictMap } from '../plan-model.js';
+import { mapCapacity, setCapacity, type AddressSet, type L4, type MapElement, type Match, type PlanChain, type PlanRule, type RulesetPlan, type SetElement, type VerdictMap } from '../plan-model.js';
 import { assertNflogGroup, elementText, safeComment, safeLogPrefix } from '../validate.js';
 import type { Clause, DirectionPolicy, EnforcementInput, PeerAddresses, PublishedGuard, ResolvedEndpoint } from './resolved.js';
 
@@ -408,9 +408,19 @@ export function compile(input: EnforcementInput, options: CompileOptions = {}): 
       return vals.map((v) => ({ value: v, owner: (first.get(v) ?? { owner: 'moat' }).owner }));
     };
     sets.push({ name: SET.managed(f), family: f, elements: keep(managed), purpose: 'managed network subnets (fail-closed)' });
-    sets.push({ name: SET.known(f), family: f, elements: known[f], purpose: 'addresses of known endpoints', exact: true });
+    sets.push({ name: SET.known(f), family: f, elements: known[f], purpose: 'addresses of known endpoints', exact: true, size: setCapacity(known[f].length) });
     sets.push({ name: SET.notInternet(f), family: f, elements: keep(notInet), purpose: 'container subnets and internal ranges (not internet)' });
   }
+  // A peer set of host addresses only (the containers a selector chooses, the usual case) is a hash
+  // set with a capacity, like the known-address sets: loading it is half the kernel elements of an
+  // interval set (no end elements) into a fixed-size hash, and a match is one hash lookup. A set
+  // with a range or prefix keeps its intervals. (A delta adds host addresses only; one that would
+  // fill the set is a full compile, which sizes it anew.)
+  for (const x of b.sets.values())
+    if (x.elements.every((e) => !e.value.includes('/'))) {
+      x.exact = true;
+      x.size = setCapacity(x.elements.length);
+    }
   sets.push(...[...b.sets.values()].sort((x, y) => x.name.localeCompare(y.name)));
 
   const est: PlanRule = { matches: [{ kind: 'established' }], verdict: { kind: 'accept' }, comment: 'moat:established' };

@@ -410,8 +410,16 @@ export class CompileSession {
       const mine = s.elements.filter((el) => freshAddrs.has(el.value));
       if (mine.length) additions.set(s.name, [...(additions.get(s.name) ?? []), ...mine]);
     }
-    // concat, not spread: a 10,000-element copy is one block copy.
-    const sets = plan.sets.map((s) => (additions.has(s.name) ? { ...s, elements: s.elements.concat(additions.get(s.name)!) } : s));
+    // concat, not spread: a 10,000-element copy is one block copy. A full compile gives a set that
+    // would overflow its kernel capacity a larger one.
+    let fullSet: string | undefined;
+    const sets = plan.sets.map((s) => {
+      const add = additions.get(s.name);
+      if (!add) return s;
+      if (s.size !== undefined && s.elements.length + add.length > s.size) fullSet = s.name;
+      return { ...s, elements: s.elements.concat(add) };
+    });
+    if (fullSet) return { reason: `set ${fullSet} is full` };
     const smallMaps = new Map(small.maps.map((m) => [m.name, m]));
     const mapAdds = new Map<string, MapElement[]>();
     let full: string | undefined;

@@ -8,7 +8,7 @@ import { CompileSession } from '../../../src/enforce/compile/session.js';
 import { compilePlan, incrementalScript } from '../../../src/enforce/index.js';
 import type { RulesetPlan } from '../../../src/enforce/plan-model.js';
 import type { Endpoint, World } from '../../../src/model/world.js';
-import type { PolicySet } from '../../../src/model/ir.js';
+import { emptyPolicySet, type PolicySet } from '../../../src/model/ir.js';
 import { syntheticPolicies, syntheticWorld } from '../../../bench/enforce-world.js';
 import { threeTierPolicies, threeTierWorld } from '../../fixtures/enforce/three-tier.js';
 
@@ -110,21 +110,29 @@ test('a policy change, a network change or a burst is a full compile', () => {
   assert.match(s.compile({ ...world, endpoints: world.endpoints.slice(20), networks: world.networks.slice(1) }, policies, 'b').reason ?? '', /changes at once/);
 });
 
+/** Replica k of an endpoint: the same identity on a new address (100.120.x.y, free in the synthetic host). */
+function replica(like: Endpoint, k: number): Endpoint {
+  return { ...like, id: `${like.namespace}/rep${k}`, name: `rep${k}`, containerName: `rep${k}`, attachments: like.attachments.map((a, j) => ({ ...a, ipv4: a.ipv4 ? `100.${120 + j}.${Math.floor(k / 200)}.${(k % 200) + 1}` : undefined })) };
+}
+
+/** Sizes of every set and map with a capacity. */
+const capacities = (p: RulesetPlan) => [...p.maps, ...p.sets].filter((x) => x.size !== undefined).map((x) => ({ name: x.name, n: x.elements.length, size: x.size! }));
+
 test('a verdict map never outgrows its kernel capacity: the delta that would fill it is a full compile with a larger size', () => {
   const world = syntheticWorld(600);
-  const policies = syntheticPolicies(60, 600);
+  // Egress isolation of the web tier, no peer sets (peers: all): the map fills before any set.
+  const policies = emptyPolicySet();
+  for (let n = 0; n < 6; n++) policies.policies.push({ id: `t:web${n}`, name: `web${n}`, kind: 'label', subject: { namespaces: { kind: 'names', names: [`syn${n}`] }, labels: { matchLabels: { tier: 'web' } } }, isolates: { ingress: false, egress: true }, ingress: [], egress: [{ action: 'allow', peers: 'all' }] });
   const s = new CompileSession();
   const first = s.compile(world, policies, 'p').plan;
   const eg = first.maps.find((m) => m.name === 'egress4')!;
   assert.equal(eg.size, 1024, `${eg.elements.length} elements`);
-  // Replicas of a container that has an egress chain, one at a time, until the map would hold more
-  // elements than its size.
   const like = world.endpoints.find((e) => eg.elements.some((el) => el.owner === `ctr:${e.id}`))!;
   const endpoints = [...world.endpoints];
   let last = first;
   let fullAt = -1;
-  for (let k = 0; k < 700 && fullAt < 0; k++) {
-    endpoints.push({ ...like, id: `${like.namespace}/rep${k}`, name: `rep${k}`, containerName: `rep${k}`, attachments: like.attachments.map((a, j) => ({ ...a, ipv4: a.ipv4 ? `100.${120 + j}.${Math.floor(k / 200)}.${(k % 200) + 1}` : undefined })) });
+  for (let k = 0; k < 1100 && fullAt < 0; k++) {
+    endpoints.push(replica(like, k));
     const r = s.compile({ ...world, endpoints: [...endpoints] }, policies, 'p');
     const m = r.plan.maps.find((x) => x.name === 'egress4')!;
     assert.ok(m.elements.length <= m.size!, `step ${k}: ${m.elements.length} elements in a map of ${m.size}`);
@@ -143,4 +151,48 @@ test('a verdict map never outgrows its kernel capacity: the delta that would fil
     last = r.plan;
   }
   assert.equal(fullAt, 1024 - eg.elements.length, 'the first delta past the capacity, not before');
+});
+
+test('a peer set of containers is a sized hash set; the delta that would fill it is a full compile with a larger size', () => {
+  const world = syntheticWorld(600);
+  const policies = syntheticPolicies(60, 600);
+  const s = new CompileSession();
+  const first = s.compile(world, policies, 'p').plan;
+  // Peer sets of containers are hash sets with a capacity (twice their elements, at least 64);
+  // sets with a range or prefix keep their intervals and have none.
+  const sized = first.sets.filter((x) => x.size !== undefined);
+  assert.ok(sized.some((x) => x.peers !== undefined && x.exact), 'peer sets of containers are exact and sized');
+  for (const x of first.sets) {
+    assert.equal(x.size !== undefined, !!x.exact, `${x.name}: sized exactly when exact`);
+    if (x.exact) assert.ok(x.size! >= 2 * x.elements.length && x.size! >= 64 && x.elements.every((e) => !e.value.includes('/')), `${x.name}: ${x.elements.length} elements, size ${x.size}`);
+  }
+  // Replicas of a container that peer sets take, one at a time, until one of them is full.
+  const eg = first.maps.find((m) => m.name === 'egress4')!;
+  const like = world.endpoints.find((e) => eg.elements.some((el) => el.owner === `ctr:${e.id}`))!;
+  const endpoints = [...world.endpoints];
+  let last = first;
+  let full: string | undefined;
+  for (let k = 0; k < 300 && !full; k++) {
+    endpoints.push(replica(like, k));
+    const r = s.compile({ ...world, endpoints: [...endpoints] }, policies, 'p');
+    for (const c of capacities(r.plan)) assert.ok(c.n <= c.size, `step ${k}: ${c.n} elements in ${c.name} of ${c.size}`);
+    if (r.mode === 'delta') {
+      // A delta keeps every capacity (the kernel's sets and maps were created with them).
+      assert.deepEqual(capacities(r.plan).map((c) => [c.name, c.size]), capacities(last).map((c) => [c.name, c.size]), `step ${k}`);
+      assert.equal(incrementalScript(last, r.plan).incremental, true);
+    } else {
+      const m = /^set (\S+) is full$/.exec(r.reason ?? '');
+      assert.ok(m, `step ${k}: ${r.reason}`);
+      full = m![1];
+      const before = capacities(last).find((c) => c.name === full)!;
+      const after = capacities(r.plan).find((c) => c.name === full)!;
+      // Not before it had to: the new plan holds more than the old capacity, and has a larger one.
+      assert.ok(after.n > before.size && after.size > before.size, `${full}: ${before.n}/${before.size} -> ${after.n}/${after.size}`);
+      const d = incrementalScript(last, r.plan);
+      assert.equal(d.incremental, false);
+      if (!d.incremental) assert.match(d.reason, /changed size/);
+    }
+    last = r.plan;
+  }
+  assert.ok(full, 'a peer set filled up');
 });

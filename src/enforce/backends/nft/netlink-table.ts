@@ -14,7 +14,7 @@ import type { PortRanges } from '../../../model/connset.js';
 import type { AddressSet, Match, PlanChain, PlanRule, RulesetPlan, VerdictMap } from '../../plan-model.js';
 import { assertName, safeComment, safeLogPrefix } from '../../validate.js';
 import { intervalOf, NetlinkError, type NftNetlink } from './netlink.js';
-import { chainComment, NFT_HOOK, portSetName, tableName } from './render.js';
+import { chainComment, NFT_HOOK, portSetName, tableName, validSize } from './render.js';
 
 // ---- constants (linux/netfilter/nf_tables.h, libnftnl udata, nft datatypes) ------------------
 
@@ -424,7 +424,7 @@ function portSet(c: Ctx, name: string, ranges: PortRanges): void {
 
 function addressSet(c: Ctx, s: AddressSet): void {
   const name = assertName(s.name, 'set name');
-  const id = newSet(c, name, s.exact ? 0 : NFT_SET_INTERVAL, s.family === 4 ? TYPE.ipv4_addr : TYPE.ipv6_addr, s.family === 4 ? 4 : 16, UDATA_KEY_BE);
+  const id = newSet(c, name, s.exact ? 0 : NFT_SET_INTERVAL, s.family === 4 ? TYPE.ipv4_addr : TYPE.ipv6_addr, s.family === 4 ? 4 : 16, UDATA_KEY_BE, { size: s.size === undefined ? undefined : validSize(s.size, name) });
   c.ids.set(name, id);
   const els = s.elements;
   if (!s.exact) {
@@ -444,8 +444,7 @@ function addressSet(c: Ctx, s: AddressSet): void {
 
 function verdictMap(c: Ctx, m: VerdictMap): void {
   const name = assertName(m.name, 'map name');
-  if (m.size !== undefined && (!Number.isSafeInteger(m.size) || m.size < 1 || m.size > 1 << 24)) throw new Error(`invalid map size: ${m.size}`);
-  const id = newSet(c, name, NFT_SET_MAP, m.family === 4 ? TYPE.ipv4_addr : TYPE.ipv6_addr, m.family === 4 ? 4 : 16, UDATA_MAP, { map: true, size: m.size });
+  const id = newSet(c, name, NFT_SET_MAP, m.family === 4 ? TYPE.ipv4_addr : TYPE.ipv6_addr, m.family === 4 ? 4 : 16, UDATA_MAP, { map: true, size: m.size === undefined ? undefined : validSize(m.size, name) });
   c.ids.set(name, id);
   const { w } = c;
   const chains = new Set<string>();

@@ -123,9 +123,16 @@ function elementLines(items: string[], indent: string): string {
   return items.map((x, i) => `${indent}${x}${i < items.length - 1 ? ',' : ''}`).join('\n');
 }
 
+/** A set's or map's `size` (1 to 2^24 elements); throws for anything else. */
+export function validSize(size: number, name: string): number {
+  if (!Number.isSafeInteger(size) || size < 1 || size > 1 << 24) throw new Error(`invalid size of ${name}: ${size}`);
+  return size;
+}
+
 export function renderSet(s: AddressSet, indent = '\t'): string {
   const type = s.family === 4 ? 'ipv4_addr' : 'ipv6_addr';
   const lines = [`${indent}set ${assertName(s.name, 'set name')} {`, `${indent}\ttype ${type}`, ...(s.exact ? [] : [`${indent}\tflags interval`])];
+  if (s.size !== undefined) lines.push(`${indent}\tsize ${validSize(s.size, s.name)}`);
   if (s.elements.length) {
     lines.push(`${indent}\telements = {`);
     lines.push(elementLines(s.elements.map((e) => `${elementText(e.value).text} comment "${safeComment(e.owner)}"`), `${indent}\t\t`));
@@ -143,8 +150,7 @@ export function renderMap(m: VerdictMap, indent = '\t'): string {
   const type = m.family === 4 ? 'ipv4_addr' : 'ipv6_addr';
   const lines = [`${indent}map ${assertName(m.name, 'map name')} {`, `${indent}\ttype ${type} : verdict`];
   if (m.size !== undefined) {
-    if (!Number.isSafeInteger(m.size) || m.size < 1 || m.size > 1 << 24) throw new Error(`invalid map size: ${m.size}`);
-    lines.push(`${indent}\tsize ${m.size}`);
+    lines.push(`${indent}\tsize ${validSize(m.size, m.name)}`);
   }
   if (m.elements.length) {
     lines.push(`${indent}\telements = {`);
