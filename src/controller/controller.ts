@@ -130,6 +130,8 @@ export class Controller {
   private saveDebounce!: Debouncer;
   /** The applied plan changed since it was last written to the state store. */
   private unsavedApplied = false;
+  /** Why the last whole-table replace could not go over netlink (logged when it changes). */
+  private lastFallback: string | undefined;
   /** A whole-table replace not yet recorded in the state directory (for `moat rollback`). */
   private unrecordedFull: { plan: RulesetPlan; at: string } | undefined;
   private driftDeferred = 0;
@@ -550,7 +552,9 @@ export class Controller {
       const before = this.cleanGeneration;
       this.cleanGeneration = undefined;
       if (o.full || !this.applied || this.backendKind !== 'nft') {
-        await applyPlan(plan, this.controllerApply());
+        const r = await applyPlan(plan, this.controllerApply());
+        if (r.fallback && r.fallback !== this.lastFallback) this.log.warn({ reason: r.fallback }, 'whole-table replace went through nft -f instead of one netlink batch (slower)');
+        this.lastFallback = r.fallback;
       } else {
         const r = await applyIncremental(this.applied, plan, this.controllerApply());
         mode = r.mode;

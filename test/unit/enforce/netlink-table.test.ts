@@ -3,6 +3,7 @@ import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
 import { fileURLToPath } from 'node:url';
 import { encodeTableBatch } from '../../../src/enforce/backends/nft/netlink-table.js';
+import { BatchTooLarge } from '../../../src/enforce/backends/nft/netlink.js';
 import { renderReplace } from '../../../src/enforce/backends/nft/render.js';
 import { compilePlan } from '../../../src/enforce/index.js';
 import type { RulesetPlan } from '../../../src/enforce/plan-model.js';
@@ -190,4 +191,15 @@ test('in the kernel: a check (no commit) changes nothing; a batch the kernel ref
   namespaces.push(empty);
   assert.deepEqual(viaNetlink(empty, 'tnt', [{ plan: good, check: true }]), ['ok']);
   assert.equal(listing(empty, 'tnt'), undefined, 'a check creates no table');
+});
+
+test('a batch larger than the socket can send names the sysctl that lets it through', () => {
+  // The 10,000-endpoint table against a stock net.core.wmem_max (212,992: a send buffer of 425,984).
+  const e = new BatchTooLarge(5_696_944, 425_984);
+  assert.match(e.message, /5696944 bytes\) is larger than the netlink socket's send buffer \(425984 bytes/);
+  const m = /sysctl -w net\.core\.wmem_max=(\d+)/.exec(e.message);
+  assert.ok(m, e.message);
+  // The kernel doubles SO_SNDBUF up to twice wmem_max: the value suggested is enough, and a power of two.
+  const v = Number(m![1]);
+  assert.ok(2 * v >= 5_696_944 + 4096 && v === 2 ** Math.round(Math.log2(v)) && v / 2 < 5_696_944 / 2 + 4096, String(v));
 });

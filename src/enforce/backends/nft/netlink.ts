@@ -205,7 +205,8 @@ export class BatchTooLarge extends NetlinkError {
     readonly bytes: number,
     readonly sendBuffer: number,
   ) {
-    super(`the nf_tables batch (${bytes} bytes) is larger than the netlink socket's send buffer (${sendBuffer} bytes; net.core.wmem_max limits it)`);
+    // The kernel doubles what SO_SNDBUF asks for, up to twice net.core.wmem_max.
+    super(`the nf_tables batch (${bytes} bytes) is larger than the netlink socket's send buffer (${sendBuffer} bytes; net.core.wmem_max limits it): sysctl -w net.core.wmem_max=${2 ** Math.ceil(Math.log2((bytes + 4096) / 2))} lets it through`);
   }
 }
 
