@@ -545,6 +545,7 @@ export class Controller {
       throw e;
     }
     const { plan } = desired;
+    const compiledAt = process.hrtime.bigint();
     let mode = 'full';
     let via: 'netlink' | 'nft' | undefined;
     let detail: string | undefined;
@@ -598,7 +599,8 @@ export class Controller {
       this.store.recordApply({ at: this.appliedAt, reason: trigger, mode, ok: true, durationMs: ms, endpoints: world.endpoints.length, detail: detail?.slice(0, 2000) });
     }
     const names = (o.containers ?? []).map((id) => world.endpoints.find((e) => e.id === id)).filter((e) => !!e).map((e) => endpointDisplayName(e!));
-    this.log[mode === 'unchanged' ? 'debug' : 'info']({ trigger, mode, compile: desired.compile.mode, compileReason: desired.compile.reason, ms: Math.round(ms * 10) / 10, endpoints: world.endpoints.length, containers: names.length ? names : undefined }, 'ruleset applied');
+    const part = (a: bigint, b: bigint) => Math.round(Number(b - a) / 1e5) / 10;
+    this.log[mode === 'unchanged' ? 'debug' : 'info']({ trigger, mode, compile: desired.compile.mode, compileReason: desired.compile.reason, ms: Math.round(ms * 10) / 10, compileMs: part(t0, compiledAt), applyMs: part(compiledAt, done), endpoints: world.endpoints.length, containers: names.length ? names : undefined }, 'ruleset applied');
     for (const w of plan.warnings) this.log.warn({ warning: w }, 'enforcement warning');
     // Off the event path: a burst of events is not held up by the analysis behind the violations.
     this.violationInput = { world, policySet: desired.policySet, plan };
