@@ -19,7 +19,7 @@
 // shared network namespaces, an address claimed twice, a new address family, or more than a handful of
 // changes at once. `test/unit/enforce/session.test.ts` checks the results against full compiles.
 import { cidrContains, parseCidr, type Family } from '../../model/address.js';
-import type { EndpointSelector, Peer, PolicySet } from '../../model/ir.js';
+import { SYNTHETIC, type EndpointSelector, type Peer, type PolicySet } from '../../model/ir.js';
 import { resolveWorld } from '../../analysis/resolve.js';
 import { endpointDisplayName, type Endpoint, type World } from '../../model/world.js';
 import type { AddressSet, MapElement, PlanChain, PlanRule, RulesetPlan, VerdictMap } from '../plan-model.js';
@@ -156,15 +156,26 @@ function hasEgressNamedPorts(p: PolicySet): boolean {
 
 const relevantMemo = new WeakMap<PolicySet, Map<string, PolicySet>>();
 /** The policies whose subject's namespace scope may include one of these namespaces. */
-function relevantPolicies(p: PolicySet, namespaces: Set<string>): PolicySet {
+/**
+ * The policies and groups that can concern new containers in these namespaces: a policy whose
+ * subject's scope names other namespaces cannot select them, nor a group whose scope does, nor a
+ * policy whose subject requires membership of such a group (`moat.group/<g>=true`, what a moat
+ * policy file's groups become; unless a new container carries a group label of its own). At 10,000
+ * endpoints and 400 groups, resolving them all for one new container was most of a delta.
+ */
+function relevantPolicies(p: PolicySet, namespaces: Set<string>, ownGroupLabels: boolean): PolicySet {
   let byKey = relevantMemo.get(p);
   if (!byKey) relevantMemo.set(p, (byKey = new Map()));
-  const key = [...namespaces].sort().join('\u0000');
+  const key = `${ownGroupLabels ? 1 : 0}\u0001${[...namespaces].sort().join('\u0000')}`;
   let v = byKey.get(key);
   if (!v) {
     if (byKey.size > 1000) byKey.clear();
-    const relevant = p.policies.filter((x) => scopeMayInclude(x.subject, namespaces));
-    byKey.set(key, (v = relevant.length === p.policies.length ? p : { ...p, policies: relevant }));
+    const groups = p.groups.filter((g) => scopeMayInclude(g.selector, namespaces));
+    const possible = new Set(groups.map((g) => g.name));
+    const needsAbsentGroup = (sel: EndpointSelector) =>
+      !ownGroupLabels && Object.entries(sel.labels.matchLabels ?? {}).some(([k, val]) => val === 'true' && k.startsWith(SYNTHETIC.groupPrefix) && !possible.has(k.slice(SYNTHETIC.groupPrefix.length)));
+    const relevant = p.policies.filter((x) => scopeMayInclude(x.subject, namespaces) && !needsAbsentGroup(x.subject));
+    byKey.set(key, (v = relevant.length === p.policies.length && groups.length === p.groups.length ? p : { ...p, policies: relevant, groups }));
   }
   return v;
 }
@@ -357,7 +368,8 @@ export class CompileSession {
     const namespaces = new Set(fresh.map((e) => e.namespace));
     const attached = new Set(fresh.flatMap((e) => e.attachments.map((a) => a.network)));
     const mini: World = { ...world, endpoints: fresh, networks: world.networks.filter((n) => attached.has(n.name)) };
-    const rw = resolveWorld(mini, relevantPolicies(policies, namespaces));
+    const ownGroupLabels = fresh.some((e) => Object.keys(e.labels).some((k) => k.startsWith(SYNTHETIC.groupPrefix)));
+    const rw = resolveWorld(mini, relevantPolicies(policies, namespaces, ownGroupLabels));
     const input = enforcementInputFrom(rw, this.options);
     const freshIds = new Set(fresh.map((e) => e.id));
     const freshInput = input.endpoints.filter((e) => freshIds.has(e.id));

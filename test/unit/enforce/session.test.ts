@@ -8,7 +8,8 @@ import { CompileSession } from '../../../src/enforce/compile/session.js';
 import { compilePlan, incrementalScript } from '../../../src/enforce/index.js';
 import type { RulesetPlan } from '../../../src/enforce/plan-model.js';
 import type { Endpoint, World } from '../../../src/model/world.js';
-import { emptyPolicySet, type PolicySet } from '../../../src/model/ir.js';
+import { emptyPolicySet, groupLabel, type PolicySet } from '../../../src/model/ir.js';
+import { loadPolicyFile } from '../../../src/policy/load.js';
 import { syntheticPolicies, syntheticWorld } from '../../../bench/enforce-world.js';
 import { threeTierPolicies, threeTierWorld } from '../../fixtures/enforce/three-tier.js';
 
@@ -89,6 +90,24 @@ test('incremental compile equals a full compile step by step (synthetic host, 20
   const { stats } = run('synthetic', world, policies, 120, 7, (k, like) => like.attachments.map((a, j) => ({ ...a, ipv4: a.ipv4 ? `100.${120 + j}.${Math.floor(k / 200)}.${(k % 200) + 1}` : undefined })));
   assert.ok(stats.delta >= 60, `fast path taken ${stats.delta} times of 120 (full: ${stats.full})`);
   assert.ok(stats.full >= 1, 'new identities force full compiles');
+});
+
+test('incremental compile equals a full compile step by step (a moat policy file of groups per namespace; containers with group labels of their own)', () => {
+  const world = syntheticWorld(300);
+  const groups = ['syn0', 'syn1', 'syn2'].flatMap((ns) => [
+    `  ${ns}-web:\n    select: { namespace: ${ns}, labels: { tier: web } }\n    ingress:\n      - from: [any]\n        ports: [80, 443]`,
+    `  ${ns}-api:\n    select: { namespace: ${ns}, labels: { tier: api } }\n    ingress:\n      - from: [${ns}-web]\n        ports: [8080]\n    egress:\n      - to: [${ns}-db, ${ns}-cache]\n      - to: [host]\n        ports: [53/udp]`,
+    `  ${ns}-db:\n    select: { namespace: ${ns}, labels: { tier: db } }\n    ingress:\n      - from: [${ns}-api, app1]\n        ports: [5432]\n    deny:\n      egress:\n        - to: [internet]`,
+    `  ${ns}-cache:\n    select: { namespace: ${ns}, labels: { tier: cache } }\n    ingress:\n      - from: [${ns}-api]\n        ports: [6379]`,
+  ]);
+  groups.push(`  app1:\n    select: { labels: { app: app1 } }\n    egress:\n      - to: [syn1-db]`);
+  const text = `apiVersion: moat/v1\nkind: Policy\nmetadata:\n  name: groups\ngroups:\n${groups.join('\n')}\n`;
+  const policies = loadPolicyFile('/virtual/groups.yaml', text).policySet;
+  assert.ok(policies.groups.length >= 13, `${policies.groups.length} groups`);
+  // Some containers carry a group's label themselves (a group of another namespace).
+  const base: World = { ...world, endpoints: world.endpoints.map((e, i) => (i % 37 === 5 ? { ...e, labels: { ...e.labels, [groupLabel('syn2-db')]: 'true' } } : e)) };
+  const { stats } = run('groups', base, policies, 100, 13, (k, like) => like.attachments.map((a, j) => ({ ...a, ipv4: a.ipv4 ? `100.${120 + j}.${Math.floor(k / 200)}.${(k % 200) + 1}` : undefined })));
+  assert.ok(stats.delta >= 40, `fast path taken ${stats.delta} times of 100 (full: ${stats.full})`);
 });
 
 test('incremental compile equals a full compile step by step (three-tier, groups, allowlists, IPv6)', () => {
