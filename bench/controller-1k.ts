@@ -123,6 +123,16 @@ const get = async (p: string) => {
 };
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 let child: ReturnType<typeof spawn> | undefined;
+// Killed (Ctrl-C, `timeout`): the same clean-up as the end of a run (the controller stopped, its
+// table out of the host's ruleset, the directory gone), then out.
+for (const sig of ['SIGINT', 'SIGTERM'] as const) {
+  process.on(sig, () => {
+    if (child?.pid && child.exitCode === null) child.kill('SIGKILL');
+    spawnSync('nft', ['delete', 'table', 'inet', table]);
+    rmSync(dir, { recursive: true, force: true });
+    process.exit(130);
+  });
+}
 try {
   await new Promise<void>((r) => server.listen(dockerSock, () => r()));
   const fd = openSync(join(dir, 'moat.log'), 'a');
