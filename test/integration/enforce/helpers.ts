@@ -128,7 +128,13 @@ export function createTestHost(): TestHost {
 
 /** The kernel's rulesets, counters normalised: `nft list ruleset`, iptables-save, ip6tables-save, ipset names. */
 export function kernelSnapshot(): { nft: string; v4: string; v6: string; ipsets: string } {
-  const out = (cmd: string, args: string[]) => spawnSync(cmd, args, { encoding: 'utf8' }).stdout ?? '';
+  // A large buffer: a host ruleset with someone's big table lists in megabytes (spawnSync's default
+  // of 1 MB would cut every snapshot at the same place and make them all look equal).
+  const out = (cmd: string, args: string[]) => {
+    const r = spawnSync(cmd, args, { encoding: 'utf8', maxBuffer: 256 * 1024 * 1024 });
+    if (r.error && (r.error as NodeJS.ErrnoException).code === 'ENOBUFS') throw new Error(`${cmd} ${args.join(' ')}: ${r.error.message}`);
+    return r.stdout ?? '';
+  };
   const ipt = (t: string) =>
     t.split('\n').filter((l) => !l.startsWith('#')).map((l) => l.replace(/\[\d+:\d+\]/g, '[0:0]')).join('\n');
   return {
