@@ -30,6 +30,8 @@ const ROUNDS = Math.max(2, arg('rounds', 8));
 const REF_ROUNDS = 3;
 // At most 140 synthetic extra containers (enforce-world.ts extraEndpoint), warm-up included.
 const ITER = Math.min(arg('iterations', 50), (140 - WARMUP) / 2);
+/** Policy-change rounds over netlink (and as many by `nft -f` of the same kind of change, for comparison). */
+const POLICY_ROUNDS = Math.max(1, arg('policy-rounds', 6));
 /** `--no-idle-gc`: leave all collection to V8 (events back to back, no idle time between them). */
 const IDLE_GC = !process.argv.includes('--no-idle-gc');
 
@@ -159,6 +161,47 @@ try {
     } else kernelNft.push(t3 - t2);
     prev = next;
   }
+  // Policy changes with the table in place: one policy's ports changed per round (the previous
+  // round's change undone), as a controller sees an edited policy file. The controller's compile
+  // session compiles the whole host anew (a policy change is never a delta), the plan diff finds the
+  // new and removed chains, sets and elements, and one netlink change batch applies them
+  // (applyIncremental); every other round the same change by `nft -f` of the incremental script,
+  // for comparison. A whole-table replace of the same plan is measured in the same rounds.
+  const policyRounds: { compile: number; diff: number; apply: number; total: number; replace: number; chainsAdded: number; chainsRemoved: number; setsAdded: number; setsRemoved: number; elements: number }[] = [];
+  const policyNft: number[] = [];
+  const basePolicies = policies.policies;
+  for (let r = 0; r < 2 * POLICY_ROUNDS; r++) {
+    const j = (r * 37) % basePolicies.length;
+    const pol = basePolicies[j];
+    const ingress = pol.ingress.length ? [{ ...pol.ingress[0], ports: [{ protocol: 'TCP' as const, port: 7000 + r }, { protocol: 'TCP' as const, port: 7100 + r }] }, ...pol.ingress.slice(1)] : pol.ingress;
+    const changed = { ...policies, policies: basePolicies.map((x, i) => (i === j ? { ...x, ingress } : x)) };
+    if (IDLE_GC) collectYoung();
+    const t0 = performance.now();
+    const c = session.compile({ ...world, endpoints: [...world.endpoints] }, changed, `bench-policy-${r}`);
+    if (c.mode !== 'full') throw new Error(`a policy change compiled as ${c.mode}`);
+    const next = c.plan;
+    const t1 = performance.now();
+    const d = incrementalScript(prev, next, { table: 'moatbench' });
+    const t2 = performance.now();
+    if (!d.incremental) throw new Error(`policy change not incremental: ${d.reason}`);
+    if (r % 2 === 0) await nft.applyChange(d.netlink.change, next.nflogGroup, d.netlink.existing);
+    else await nft.applyIncrementalScript(d.script);
+    const t3 = performance.now();
+    if (r % 2 === 1) {
+      policyNft.push(t3 - t2);
+      prev = next;
+      continue;
+    }
+    // The same plan as a whole-table replace (the path without the diff), then the kernel is back
+    // where the next round's diff starts.
+    const t4 = performance.now();
+    await applyPlan(next, { ...opts, check: false, record: false });
+    const t5 = performance.now();
+    const ch = d.netlink.change;
+    policyRounds.push({ compile: t1 - t0, diff: t2 - t1, apply: t3 - t2, total: t3 - t0, replace: t5 - t4, chainsAdded: ch.chains.length, chainsRemoved: ch.chainsRemoved.length, setsAdded: ch.sets.length + ch.portSets.length, setsRemoved: ch.setsRemoved.length, elements: ch.elements.reduce((n, e) => n + e.elements.length, 0) });
+    prev = next;
+  }
+
   // The kernel holds what the last plan says (read back and compared), so the writes were real.
   const back = await nft.readBack();
   const want = planSummary(prev);
@@ -197,6 +240,13 @@ try {
       idleGcMs: IDLE_GC ? { p50: idleGc.length ? median(idleGc) : null, p99: idleGc.length ? pct(idleGc, 99) : null, runs: idleGc.length } : 'off (--no-idle-gc)',
       lastScriptLines: last.incremental ? last.script.split('\n').length - 1 : -1,
       sampleScript: last.incremental ? incrementalScript(p, compilePlan({ ...world, endpoints: [...world.endpoints.slice(0, ENDPOINTS), extraEndpoint(0)] }, policies, opts), { table: 'moatbench' }) : undefined,
+    },
+    policyChange: {
+      rounds: policyRounds.length,
+      compilePlusDiffPlusNetlinkMs: { median: median(policyRounds.map((x) => x.total)), max: pct(policyRounds.map((x) => x.total), 100) },
+      median: summary(policyRounds, median),
+      perRound: policyRounds.map(round1),
+      sameChangeByNftScriptMs: { median: policyNft.length ? median(policyNft) : null, rounds: policyNft.map((x) => +x.toFixed(1)) },
     },
   }, (key, v) => (key === 'sampleScript' && v && typeof v === 'object' ? (v as { script?: string }).script : v), 1));
 } finally {

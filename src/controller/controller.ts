@@ -549,6 +549,7 @@ export class Controller {
     let mode = 'full';
     let via: 'netlink' | 'nft' | undefined;
     let detail: string | undefined;
+    let rulesChanged = false;
     try {
       const before = this.cleanGeneration;
       this.cleanGeneration = undefined;
@@ -560,6 +561,7 @@ export class Controller {
         const r = await applyIncremental(this.applied, plan, this.controllerApply());
         mode = r.mode;
         via = r.via;
+        rulesChanged = !!r.changes && r.changes.chainsAdded.length + r.changes.chainsRemoved.length > 0;
         detail = r.reason ?? (r.changes ? JSON.stringify(r.changes) : undefined);
       }
       if (mode === 'unchanged') this.cleanGeneration = before;
@@ -589,7 +591,8 @@ export class Controller {
     for (const t of o.eventTimes ?? []) this.metrics.eventToEnforced.observe(Math.max(0, (nowNs - t) / 1e9));
     this.updateRulesetGauges(plan, world);
     if (mode !== 'unchanged') this.statusDirty = true;
-    if (mode === 'full' || (mode === 'incremental' && via !== 'netlink')) await this.captureReference(plan);
+    // The read-back's rule digest is taken again when rules changed (element changes leave it as it was).
+    if (mode === 'full' || (mode === 'incremental' && (via !== 'netlink' || rulesChanged))) await this.captureReference(plan);
     if (mode !== 'unchanged') {
       // Written once events go quiet, not per event (saveDebounce); a whole-table replace also
       // leaves a record in the state directory for `moat rollback`, as `moat apply` does.

@@ -6,9 +6,11 @@
 // Anything else (a base chain changed, the NFLOG group changed, a chain's rules changed under the
 // same name) is not incremental: the caller does a whole-table replace.
 import type { AddressSet, PlanChain, RulesetPlan, VerdictMap } from './plan-model.js';
-import { chainComment, mapElementText, portSets, renderRule, tableName, validSize } from './backends/nft/render.js';
+import { chainComment, mapElementText, portSetName, portSets, renderRule, tableName, validSize } from './backends/nft/render.js';
+import type { PortRanges } from '../model/connset.js';
 import { assertName, elementText, safeComment } from './validate.js';
 import type { ElementChange } from './backends/nft/netlink.js';
+import type { TableChange } from './backends/nft/netlink-table.js';
 
 export interface IncrementalChanges {
   setsAdded: string[];
@@ -32,6 +34,11 @@ export type IncrementalDiff =
        * no set or chain is added or removed: what the netlink writer can apply without `nft`.
        */
       elementOps?: ElementChange[];
+      /**
+       * The same change for the netlink writer (netlink-table.ts encodeChangeBatch), and the names of
+       * the sets and maps the kernel holds before it, which rules of new chains refer to by name.
+       */
+      netlink: { change: TableChange; existing: ReadonlySet<string> };
     }
   | { incremental: false; reason: string };
 
@@ -135,6 +142,9 @@ export function incrementalScript(prev: RulesetPlan, next: RulesetPlan, options:
   const changes: IncrementalChanges = { setsAdded: [], setsRemoved: [], chainsAdded: [], chainsRemoved: [], elementsAdded: 0, elementsRemoved: 0, mapElementsAdded: 0, mapElementsRemoved: 0 };
   const ops: ElementChange[] = [];
   const delOps: ElementChange[] = [];
+  // For the netlink writer: new sets and chains whole; element changes of what the kernel holds.
+  const change: TableChange = { portSets: [], sets: [], chains: [], elements: [], chainsRemoved: [], setsRemoved: [] };
+  const heldOps: ElementChange[] = [];
   const head: string[] = []; // new sets and chains (before anything refers to them)
   const dels: string[] = []; // element deletions (before additions: interval sets must not overlap)
   const adds: string[] = [];
@@ -145,6 +155,7 @@ export function incrementalScript(prev: RulesetPlan, next: RulesetPlan, options:
     const p = prevSet(s, i);
     if (!p) {
       changes.setsAdded.push(s.name);
+      change.sets.push(s);
       head.push(`add set inet ${t} ${assertName(s.name, 'set name')} { type ${s.family === 4 ? 'ipv4_addr' : 'ipv6_addr'};${s.exact ? '' : ' flags interval;'}${s.size === undefined ? '' : ` size ${validSize(s.size, s.name)};`} }`);
       if (s.elements.length) {
         adds.push(elementCommand('add', t, s, s.elements));
@@ -163,6 +174,7 @@ export function incrementalScript(prev: RulesetPlan, next: RulesetPlan, options:
     if (come.length) {
       adds.push(elementCommand('add', t, s, come));
       ops.push(setChange('add', s, come));
+      heldOps.push(ops[ops.length - 1]);
     }
     changes.elementsRemoved += gone.length;
     changes.elementsAdded += come.length;
@@ -170,6 +182,7 @@ export function incrementalScript(prev: RulesetPlan, next: RulesetPlan, options:
   if (prevChains) for (const c of next.chains) {
     if (prevChains.has(c.name)) continue;
     changes.chainsAdded.push(c.name);
+    change.chains.push(c);
     head.push(`add chain inet ${t} ${assertName(c.name, 'chain name')} { comment "${chainComment(c)}"; }`);
     for (const r of c.rules) head.push(`add rule inet ${t} ${c.name} ${renderRule(r, next.nflogGroup)}`);
   }
@@ -186,6 +199,7 @@ export function incrementalScript(prev: RulesetPlan, next: RulesetPlan, options:
     if (come.length) {
       adds.push(`add element inet ${t} ${assertName(m.name, 'map name')} { ${come.map(mapElementText).join(', ')} }`);
       ops.push({ verb: 'add', kind: 'map', name: m.name, family: m.family, elements: come.map((e) => ({ value: e.key, owner: e.owner, chain: e.chain })) });
+      heldOps.push(ops[ops.length - 1]);
     }
     changes.mapElementsRemoved += gone.length;
     changes.mapElementsAdded += come.length;
@@ -193,11 +207,13 @@ export function incrementalScript(prev: RulesetPlan, next: RulesetPlan, options:
   if (nextChains) for (const c of prev.chains) {
     if (nextChains.has(c.name)) continue;
     changes.chainsRemoved.push(c.name);
+    change.chainsRemoved.push(c.name);
     tail.push(`flush chain inet ${t} ${assertName(c.name, 'chain name')}`, `delete chain inet ${t} ${c.name}`);
   }
   if (nextSets) for (const s of prev.sets) {
     if (nextSets.has(s.name)) continue;
     changes.setsRemoved.push(s.name);
+    change.setsRemoved.push(s.name);
     tail.push(`delete set inet ${t} ${assertName(s.name, 'set name')}`);
   }
   // Shared port sets (render.ts portSetName) change only with chains: declare the new ones before
@@ -206,21 +222,36 @@ export function incrementalScript(prev: RulesetPlan, next: RulesetPlan, options:
     const before = portSets(prev);
     const after = portSets(next);
     const fresh: string[] = [];
+    const rangesOf = new Map<string, PortRanges>();
+    for (const c of change.chains) for (const r of c.rules) for (const m of r.matches) if (m.kind === 'l4' && m.ports && m.ports.length > 1) rangesOf.set(portSetName(m.ports), m.ports);
     for (const [name, items] of after) {
       if (before.has(name)) continue;
       changes.setsAdded.push(name);
+      if (!rangesOf.has(name)) for (const c of next.chains) for (const r of c.rules) for (const m of r.matches) if (m.kind === 'l4' && m.ports && m.ports.length > 1) rangesOf.set(portSetName(m.ports), m.ports);
+      const ranges = rangesOf.get(name);
+      if (!ranges) return { incremental: false, reason: `port set ${name} has no rule` };
+      change.portSets.push({ name, ranges });
       fresh.push(`add set inet ${t} ${assertName(name, 'set name')} { type inet_service; flags interval; elements = { ${items.join(', ')} }; }`);
     }
     head.unshift(...fresh);
     for (const name of before.keys()) {
       if (after.has(name)) continue;
       changes.setsRemoved.push(name);
+      change.setsRemoved.push(name);
       tail.push(`delete set inet ${t} ${assertName(name, 'set name')}`);
     }
   }
+  change.elements = [...delOps, ...heldOps];
+  // Rules of new chains name the sets the kernel holds: those of the previous plan.
+  const existing = new Set<string>();
+  if (change.chains.length) {
+    for (const x of prev.sets) existing.add(x.name);
+    for (const x of prev.maps) existing.add(x.name);
+    for (const name of portSets(prev).keys()) existing.add(name);
+  }
   const lines = [...head, ...dels, ...adds, ...tail];
   const elementOps = head.length === 0 && tail.length === 0 ? [...delOps, ...ops] : undefined;
-  return { incremental: true, script: lines.length ? `${lines.join('\n')}\n` : '', changes, empty: lines.length === 0, elementOps };
+  return { incremental: true, script: lines.length ? `${lines.join('\n')}\n` : '', changes, empty: lines.length === 0, elementOps, netlink: { change, existing } };
 }
 
 function elementCommand(verb: 'add' | 'delete', table: string, s: AddressSet, elements: AddressSet['elements']): string {

@@ -124,7 +124,7 @@ export interface IncrementalResult {
   reason?: string;
   script: string;
   changes?: IncrementalChanges;
-  /** How an incremental change reached the kernel: element changes over netlink, or `nft -f`. */
+  /** How an incremental change reached the kernel: one netlink batch, or `nft -f` of the script. */
   via?: 'netlink' | 'nft';
 }
 
@@ -156,9 +156,11 @@ export async function applyIncremental(previous: RulesetPlan | undefined, next: 
   if (d.empty) return { mode: 'unchanged', script: '', changes: d.changes };
   let via: IncrementalResult['via'] = 'nft';
   try {
-    if (d.elementOps && b.netlinkAvailable) {
+    if (b.netlinkAvailable) {
+      // One netlink batch: element changes, and new or removed sets and chains (a policy change).
       via = 'netlink';
-      await b.applyElements(d.elementOps);
+      if (d.elementOps) await b.applyElements(d.elementOps);
+      else await b.applyChange(d.netlink.change, next.nflogGroup, d.netlink.existing);
     } else await b.applyIncrementalScript(d.script);
   } catch (e) {
     return full(`incremental transaction failed (the kernel did not hold the previous plan?): ${(e as Error).message.split('\n')[0]}`);

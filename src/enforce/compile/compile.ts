@@ -18,6 +18,20 @@ export interface CompileOptions {
    * compiles a part of it.
    */
   families?: Family[];
+  /**
+   * The capacities (`size`) of the sets and maps the kernel holds, by name: the compile session
+   * passes those of its previous plan. A set or map keeps its capacity while its elements fit and it
+   * is not more than four times what a fresh compile would give, so that a full compile (a policy
+   * change) does not resize sets that container churn filled, which the kernel cannot do in place:
+   * the plan diff would then replace the whole table.
+   */
+  capacities?: ReadonlyMap<string, number>;
+}
+
+/** A set's or map's capacity: the one the kernel has while it fits and is not far too large, else `fresh`. */
+function keptCapacity(capacities: ReadonlyMap<string, number> | undefined, name: string, elements: number, fresh: number): number {
+  const had = capacities?.get(name);
+  return had !== undefined && elements <= had && had <= 4 * fresh ? had : fresh;
 }
 
 export const DEFAULT_NFLOG_GROUP = 100;
@@ -408,7 +422,7 @@ export function compile(input: EnforcementInput, options: CompileOptions = {}): 
       return vals.map((v) => ({ value: v, owner: (first.get(v) ?? { owner: 'moat' }).owner }));
     };
     sets.push({ name: SET.managed(f), family: f, elements: keep(managed), purpose: 'managed network subnets (fail-closed)' });
-    sets.push({ name: SET.known(f), family: f, elements: known[f], purpose: 'addresses of known endpoints', exact: true, size: setCapacity(known[f].length) });
+    sets.push({ name: SET.known(f), family: f, elements: known[f], purpose: 'addresses of known endpoints', exact: true, size: keptCapacity(options.capacities, SET.known(f), known[f].length, setCapacity(known[f].length)) });
     sets.push({ name: SET.notInternet(f), family: f, elements: keep(notInet), purpose: 'container subnets and internal ranges (not internet)' });
   }
   // A peer set of host addresses only (the containers a selector chooses, the usual case) is a hash
@@ -419,7 +433,7 @@ export function compile(input: EnforcementInput, options: CompileOptions = {}): 
   for (const x of b.sets.values())
     if (x.elements.every((e) => !e.value.includes('/'))) {
       x.exact = true;
-      x.size = setCapacity(x.elements.length);
+      x.size = keptCapacity(options.capacities, x.name, x.elements.length, setCapacity(x.elements.length));
     }
   sets.push(...[...b.sets.values()].sort((x, y) => x.name.localeCompare(y.name)));
 
@@ -452,7 +466,7 @@ export function compile(input: EnforcementInput, options: CompileOptions = {}): 
     { name: 'ingress', hook: 'ingress', owners: [], rules: [est, nd, ...failClosed('dst'), ...vmaps('ingress')] },
   ];
   const chains = [...base, ...[...b.chains.values()].sort((x, y) => x.name.localeCompare(y.name))];
-  for (const m of Object.values(maps)) m.size = mapCapacity(m.elements.length);
+  for (const m of Object.values(maps)) m.size = keptCapacity(options.capacities, m.name, m.elements.length, mapCapacity(m.elements.length));
   return {
     sets,
     maps: Object.values(maps),

@@ -249,7 +249,10 @@ export class CompileSession {
   private full(world: World, policies: PolicySet, policyKey: string, reason: string): SessionResult {
     const input = buildEnforcementInput(world, policies, this.options);
     const families = endpointFamilies(input.endpoints);
-    const plan = compile(input, { ...this.options, families });
+    // Sets and maps keep the capacities the kernel has while they fit (CompileOptions.capacities).
+    const capacities = new Map<string, number>();
+    if (this.prev) for (const x of [...this.prev.plan.sets, ...this.prev.plan.maps]) if (x.size !== undefined) capacities.set(x.name, x.size);
+    const plan = compile(input, { ...this.options, families, capacities });
     this.prev = { world, policies, policyKey, plan, families, index: indexPlan(plan), sharedNetns: world.endpoints.some(isSharedNetns) };
     this.stats.full++;
     return { plan, mode: 'full', reason };

@@ -106,6 +106,16 @@ test('controller: follows containers, repairs a flushed table, keeps the last go
   process.kill(h.child!.pid!, 'SIGHUP');
   await waitFor('policy valid again', async () => (await status(h))?.policy?.valid === true, 10_000, 100);
   await waitFor('api now blocked', async () => !(await reachable(api.pid, [dbTarget])).has(dbTarget), 10_000, 100);
+  // The edit reached the kernel as one change batch (new chains and sets, element changes) over
+  // netlink, not as a whole-table replace, and the kernel holds the new plan.
+  const applied = log(h).split('\n').filter((l) => l.includes('"ruleset applied"') && l.includes('policy reload')).map((l) => JSON.parse(l) as { mode: string });
+  assert.equal(applied.at(-1)?.mode, 'incremental', log(h).slice(-3000));
+  // Drift checks every second find the kernel as the plan says: nothing to repair.
+  const repairsAfterEdit = (await status(h))!.drift.repairs;
+  await sleep(2500);
+  const s3 = (await status(h))!;
+  assert.equal(s3.drift.repairs, repairsAfterEdit, JSON.stringify(s3.drift));
+  assert.equal(s3.drift.lastCheck?.drifted, false);
   stopController(h, 'SIGTERM');
   await waitExit(h);
   // The rules stay in the kernel after the controller is gone.

@@ -3,6 +3,7 @@ import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
 import { fileURLToPath } from 'node:url';
 import { encodeTableBatch } from '../../../src/enforce/backends/nft/netlink-table.js';
+import { incrementalScript } from '../../../src/enforce/incremental.js';
 import { BatchTooLarge } from '../../../src/enforce/backends/nft/netlink.js';
 import { renderReplace } from '../../../src/enforce/backends/nft/render.js';
 import { compilePlan } from '../../../src/enforce/index.js';
@@ -17,7 +18,7 @@ const CHILD = fileURLToPath(new URL('./netlink-table-child.ts', import.meta.url)
 const kernel = canUseNetns() ? false : 'needs root, ip netns and nft';
 
 /** Runs the steps over netlink from a process inside `ns`; one line per step. */
-function viaNetlink(ns: string, table: string, steps: { plan: RulesetPlan; check?: boolean }[]): string[] {
+function viaNetlink(ns: string, table: string, steps: { plan: RulesetPlan; check?: boolean; from?: RulesetPlan }[]): string[] {
   const r = spawnSync('ip', ['netns', 'exec', ns, process.execPath, '--import', 'tsx', CHILD], { input: JSON.stringify({ table, steps }), encoding: 'utf8', timeout: 60_000 });
   assert.equal(r.status, 0, r.stderr);
   return r.stdout.trim().split('\n');
@@ -202,4 +203,81 @@ test('a batch larger than the socket can send names the sysctl that lets it thro
   // The kernel doubles SO_SNDBUF up to twice wmem_max: the value suggested is enough, and a power of two.
   const v = Number(m![1]);
   assert.ok(2 * v >= 5_696_944 + 4096 && v === 2 ** Math.round(Math.log2(v)) && v / 2 < 5_696_944 / 2 + 4096, String(v));
+});
+
+/** A table listing with its sets, maps and chains in name order (a change adds them at the end). */
+function byBlock(text: string): string {
+  const blocks: string[] = [];
+  let cur: string[] | undefined;
+  for (const line of text.split('\n')) {
+    if (/^\t(set|map|chain) /.test(line)) cur = [line];
+    else if (cur && line === '\t}') {
+      cur.push(line);
+      blocks.push(cur.join('\n'));
+      cur = undefined;
+    } else if (cur) cur.push(line);
+  }
+  return blocks.sort().join('\n');
+}
+
+/**
+ * Policy changes on the synthetic host: policies removed (their chains and peer sets go), ports
+ * changed (a new chain and a new shared port set), a policy with a new CIDR peer added (a new address
+ * set), and back to the start.
+ */
+function policyChangePlans(): { name: string; plan: RulesetPlan }[] {
+  const world = syntheticWorld(300);
+  const base = syntheticPolicies(30, 300);
+  const p1 = structuredClone(base);
+  p1.policies.splice(3, 5);
+  const p2 = structuredClone(p1);
+  p2.policies[0].ingress[0].ports = [{ protocol: 'TCP', port: 7001 }, { protocol: 'TCP', port: 7005 }, { protocol: 'UDP', port: 7003 }];
+  const p3 = structuredClone(p2);
+  p3.policies.push({
+    id: 'test:syn1/new', name: 'syn1/new', kind: 'label', subject: structuredClone(p3.policies[10].subject), isolates: { ingress: true, egress: true },
+    ingress: [{ action: 'allow', peers: [{ kind: 'cidr', cidr: '198.18.7.0/24', except: ['198.18.7.128/25'] }], ports: [{ protocol: 'TCP', port: 5432 }] }],
+    egress: [{ action: 'deny', peers: [{ kind: 'internet' }] }],
+  });
+  return [
+    { name: 'start', plan: compilePlan(world, base) },
+    { name: 'five policies removed', plan: compilePlan(world, p1) },
+    { name: 'ports of a policy changed', plan: compilePlan(world, p2) },
+    { name: 'a policy with a new CIDR peer added', plan: compilePlan(world, p3) },
+    { name: 'back to the start', plan: compilePlan(world, base) },
+  ];
+}
+
+test('in the kernel: policy changes as one change batch (new and removed sets and chains, element changes) give the table a whole load gives', { skip: kernel }, () => {
+  const ns = createNetns('moatnc');
+  const ref = createNetns('moatnc');
+  namespaces.push(ns, ref);
+  const steps = policyChangePlans();
+  assert.deepEqual(viaNetlink(ns, 'tnc', [{ plan: steps[0].plan }]), ['ok']);
+  for (let i = 1; i < steps.length; i++) {
+    const { name, plan } = steps[i];
+    const from = steps[i - 1].plan;
+    const d = incrementalScript(from, plan, { table: 'tnc' });
+    assert.ok(d.incremental, name);
+    const ch = d.netlink.change;
+    // Each step changes structure, not only elements (else the element path would be tested again).
+    assert.ok(ch.chains.length + ch.chainsRemoved.length + ch.sets.length + ch.setsRemoved.length > 0, `${name}: ${JSON.stringify(d.changes)}`);
+    assert.deepEqual(viaNetlink(ns, 'tnc', [{ from, plan }]), ['ok'], name);
+    assert.equal(inNetns(ref, 'nft', ['-f', '-'], renderReplace(plan, { table: 'tnc' })).status, 0);
+    const got = listing(ns, 'tnc');
+    const want = listing(ref, 'tnc');
+    assert.ok(got && want);
+    assert.equal(byBlock(got.text), byBlock(want.text), name);
+  }
+  const changed = (a: number, b: number) => {
+    const d = incrementalScript(steps[a].plan, steps[b].plan);
+    return d.incremental ? d.netlink : undefined;
+  };
+  assert.ok(changed(1, 2)?.change.portSets.length, 'the new port list came as a new port set');
+  assert.ok(changed(2, 3)?.change.sets.some((s) => s.elements.some((e) => e.value.startsWith('198.18.7.'))), 'the new CIDR peer came as a new set');
+  // A change from a plan the kernel does not hold (it removes the added policy's chain, which the
+  // kernel, back at the start, does not have) is refused whole: the table stays as it was.
+  const before = listing(ns, 'tnc')!.text;
+  const out = viaNetlink(ns, 'tnc', [{ from: steps[3].plan, plan: steps[4].plan }]);
+  assert.match(out[0], /^error nf_tables change of table inet tnc failed: /);
+  assert.equal(listing(ns, 'tnc')!.text, before);
 });

@@ -5,6 +5,8 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { CompileSession } from '../../../src/enforce/compile/session.js';
+import { compile } from '../../../src/enforce/compile/compile.js';
+import { buildEnforcementInput } from '../../../src/enforce/compile/input.js';
 import { compilePlan, incrementalScript } from '../../../src/enforce/index.js';
 import type { RulesetPlan } from '../../../src/enforce/plan-model.js';
 import type { Endpoint, World } from '../../../src/model/world.js';
@@ -214,4 +216,44 @@ test('a peer set of containers is a sized hash set; the delta that would fill it
     last = r.plan;
   }
   assert.ok(full, 'a peer set filled up');
+});
+
+test('a policy change after container churn keeps the capacities the kernel has while they fit, so the diff stays incremental', () => {
+  const world = syntheticWorld(600);
+  const policies = syntheticPolicies(60, 600);
+  const s = new CompileSession();
+  const first = s.compile(world, policies, 'p').plan;
+  const eg = first.maps.find((m) => m.name === 'egress4')!;
+  const like = world.endpoints.find((e) => eg.elements.some((el) => el.owner === `ctr:${e.id}`))!;
+  // Replicas join peer sets until one of them holds more than half its capacity: a fresh compile
+  // would size it larger (twice the elements), which the kernel's set cannot take in place.
+  const endpoints = [...world.endpoints];
+  let last = first;
+  let grown: { name: string; n: number; size: number } | undefined;
+  for (let k = 0; k < 200 && !grown; k++) {
+    endpoints.push(replica(like, k));
+    const r = s.compile({ ...world, endpoints: [...endpoints] }, policies, 'p');
+    assert.equal(r.mode, 'delta', r.reason);
+    last = r.plan;
+    grown = capacities(last).find((c) => c.name.startsWith('p') && 2 * c.n > c.size);
+  }
+  assert.ok(grown, 'a peer set past half its capacity');
+  const churned = { ...world, endpoints: [...endpoints] };
+  const fresh = compilePlan(churned, policies);
+  assert.ok(fresh.sets.find((x) => x.name === grown!.name)!.size! > grown.size, 'a compile without the kernel capacities sizes it larger');
+  // The policy change: one policy's ports. A full compile, with the capacities the kernel has.
+  const changed = { ...policies, policies: policies.policies.map((p, i) => (i === 0 ? { ...p, ingress: [{ ...p.ingress[0], ports: [{ protocol: 'TCP' as const, port: 7001 }, { protocol: 'TCP' as const, port: 7005 }] }, ...p.ingress.slice(1)] } : p)) };
+  const r = s.compile(churned, changed, 'q');
+  assert.equal(r.mode, 'full');
+  assert.deepEqual(capacities(r.plan).map((c) => [c.name, c.size]).filter(([n]) => capacities(last).some((c) => c.name === n)), capacities(last).filter((c) => capacities(r.plan).some((x) => x.name === c.name)).map((c) => [c.name, c.size]));
+  const d = incrementalScript(last, r.plan);
+  assert.ok(d.incremental, d.incremental ? '' : d.reason);
+  assert.ok(d.changes.chainsAdded.length > 0, 'the policy change brings new chains');
+  // A capacity is kept while the elements fit and it is at most four times a fresh one.
+  const input = buildEnforcementInput(churned, policies);
+  const known = fresh.sets.find((x) => x.name === 'known4')!;
+  const sized = (capacity: number) => compile(input, { capacities: new Map([['known4', capacity]]) }).sets.find((x) => x.name === 'known4')!.size;
+  assert.equal(sized(known.size! * 4), known.size! * 4);
+  assert.equal(sized(known.size! * 8), known.size!, 'far too large: a fresh capacity');
+  assert.equal(sized(known.elements.length - 1), known.size!, 'too small: a fresh capacity');
 });

@@ -6,7 +6,7 @@ import { emptySummary, planSummary, type RulesetSummary } from '../../summary.js
 import { renderDelete, renderReplace, tableName } from './render.js';
 import { createHash } from 'node:crypto';
 import { sharedNetlink as netlinkSocket, type ElementChange } from './netlink.js';
-import { replaceTable } from './netlink-table.js';
+import { applyTableChange, replaceTable, type TableChange } from './netlink-table.js';
 
 export interface NftOptions {
   table?: string;
@@ -96,6 +96,17 @@ export class NftBackend {
     const nl = this.netlinkAvailable ? netlinkSocket() : undefined;
     if (!nl) throw new Error('netlink is not available here');
     await nl.apply(this.table, changes);
+  }
+
+  /**
+   * Applies an incremental change with new or removed sets and chains (netlink-table.ts
+   * encodeChangeBatch) in one netlink transaction: no `nft` process, which would first load the
+   * whole table into its cache. Throws when the kernel refuses any part; it then keeps what it had.
+   */
+  async applyChange(change: TableChange, group: number, existing: ReadonlySet<string>): Promise<void> {
+    const nl = this.netlinkAvailable ? netlinkSocket() : undefined;
+    if (!nl) throw new Error('netlink is not available here');
+    await applyTableChange(nl, change, this.table, group, existing);
   }
 
   async exists(): Promise<boolean> {

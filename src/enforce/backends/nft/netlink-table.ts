@@ -13,7 +13,7 @@ import type { Family } from '../../../model/address.js';
 import type { PortRanges } from '../../../model/connset.js';
 import type { AddressSet, Match, PlanChain, PlanRule, RulesetPlan, VerdictMap } from '../../plan-model.js';
 import { assertName, safeComment, safeLogPrefix } from '../../validate.js';
-import { intervalOf, NetlinkError, type NftNetlink } from './netlink.js';
+import { encodeElements, intervalOf, NetlinkError, type ElementChange, type NftNetlink } from './netlink.js';
 import { chainComment, NFT_HOOK, portSetName, tableName, validSize } from './render.js';
 
 // ---- constants (linux/netfilter/nf_tables.h, libnftnl udata, nft datatypes) ------------------
@@ -27,7 +27,7 @@ const NFNL_SUBSYS_NFTABLES = 10;
 const NFNL_MSG_BATCH_BEGIN = 16;
 const NFNL_MSG_BATCH_END = 17;
 const NFPROTO_INET = 1;
-const MSG = { NEWTABLE: 0, DELTABLE: 2, NEWCHAIN: 3, NEWRULE: 6, NEWSET: 9, NEWSETELEM: 12 } as const;
+const MSG = { NEWTABLE: 0, DELTABLE: 2, NEWCHAIN: 3, DELCHAIN: 5, NEWRULE: 6, DELRULE: 8, NEWSET: 9, DELSET: 11, NEWSETELEM: 12, DELSETELEM: 14 } as const;
 
 const TABLE_NAME = 1;
 const TABLE_FLAGS = 2;
@@ -244,6 +244,12 @@ export class NlWriter {
     }
     this.pad();
   }
+  /** Bytes already encoded as netlink attributes (lengths and padding included). */
+  raw(data: Uint8Array): void {
+    this.room(data.length);
+    this.buf.set(data, this.off);
+    this.off += data.length;
+  }
   result(): Buffer {
     return this.buf.subarray(0, this.off);
   }
@@ -310,6 +316,11 @@ interface Ctx {
   lastMsg: number;
   /** What each message of the batch is, by index (for the kernel's errors). */
   labels: string[];
+  /**
+   * Sets the kernel already holds (a change batch): rules name them without a batch id, and the
+   * kernel finds them by name.
+   */
+  existing?: ReadonlySet<string>;
 }
 
 function begin(c: Ctx, type: number, flags: number, label: string): number {
@@ -565,12 +576,12 @@ const LOOKUP_VMAP = 2;
 function lookup(c: Ctx, set: string, id: number | undefined, flags = 0): void {
   const { w } = c;
   const setId = id ?? c.ids.get(set);
-  if (setId === undefined) throw new Error(`rule refers to set ${JSON.stringify(set)}, which the plan does not declare`);
+  if (setId === undefined && !c.existing?.has(set)) throw new Error(`rule refers to set ${JSON.stringify(set)}, which the plan does not declare`);
   const e = open(w, H.lookup);
   w.be32(2, REG_1); // NFTA_LOOKUP_SREG
   if (flags & LOOKUP_VMAP) w.be32(3, REG_VERDICT); // NFTA_LOOKUP_DREG
   w.str(1, set); // NFTA_LOOKUP_SET
-  w.be32(4, setId); // NFTA_LOOKUP_SET_ID
+  if (setId !== undefined) w.be32(4, setId); // NFTA_LOOKUP_SET_ID
   if (flags & LOOKUP_INVERT) w.be32(5, 1); // NFTA_LOOKUP_FLAGS: NFT_LOOKUP_F_INV
   shut(w, e, H.lookup);
 }
@@ -781,4 +792,88 @@ export function encodeTableBatch(plan: RulesetPlan, table: string, firstSeq: num
 export async function replaceTable(nl: NftNetlink, plan: RulesetPlan, table: string, opts: { check?: boolean; timeoutMs?: number } = {}): Promise<void> {
   const errors = await nl.transact((first) => encodeTableBatch(plan, table, first, { commit: !opts.check }), opts.timeoutMs ?? 10_000);
   if (errors.length) throw new NetlinkError(`nf_tables ${opts.check ? 'check' : 'transaction'} of table inet ${table} failed: ${errors.slice(0, 5).join('; ')}${errors.length > 5 ? ` (and ${errors.length - 5} more)` : ''}`);
+}
+
+/**
+ * A change of the table the kernel holds, as the incremental diff finds it (incremental.ts): new
+ * port sets, address sets and chains (with their elements and rules), element changes of the sets
+ * and maps the kernel already holds (deletions first), and chains and sets no longer used.
+ */
+export interface TableChange {
+  portSets: { name: string; ranges: PortRanges }[];
+  sets: AddressSet[];
+  chains: PlanChain[];
+  elements: ElementChange[];
+  chainsRemoved: string[];
+  setsRemoved: string[];
+}
+
+/**
+ * One batch for a TableChange, in the order `nft -f` of the incremental script runs it: new sets
+ * (port sets first) and chains with their rules, element deletions, element additions, then the
+ * chains that are no longer used flushed and deleted, and the sets no longer used deleted.
+ * `existing`: the names of the sets and maps the kernel holds (rules of new chains refer to them by
+ * name). The kernel commits it whole or not at all (an element to delete that is absent, a chain
+ * still referenced, a set missing: nothing changes).
+ */
+export function encodeChangeBatch(change: TableChange, table: string, group: number, existing: ReadonlySet<string>, firstSeq: number): TableBatch {
+  const t = tableName({ table });
+  const w = new NlWriter(1 << 16);
+  const c: Ctx = { w, table: t, seq: firstSeq, setId: 0, ids: new Map(), group, lastMsg: 0, labels: ['the transaction'], existing };
+  if (!Number.isInteger(c.group) || c.group < 0 || c.group > 65535) throw new Error(`invalid NFLOG group: ${c.group}`);
+  w.endMsg(w.msg(NFNL_MSG_BATCH_BEGIN, NLM_F_REQUEST, c.seq++, 0, NFNL_SUBSYS_NFTABLES));
+  for (const p of change.portSets) portSet(c, p.name, p.ranges);
+  for (const s of change.sets) addressSet(c, s);
+  for (const ch of change.chains) {
+    if (ch.hook) throw new Error(`base chain ${ch.name} cannot be added by a change batch`);
+    newChain(c, ch);
+  }
+  for (const ch of change.chains) for (const r of ch.rules) newRule(c, ch.name, r);
+  for (const e of change.elements) elementChange(c, e);
+  /** A message of two attributes: the table's name and an object's name. */
+  const named = (type: number, label: string, tableAttr: number, nameAttr: number, name: string) => {
+    const m = begin(c, type, 0, label);
+    w.str(tableAttr, t);
+    w.str(nameAttr, name);
+    w.endMsg(m);
+  };
+  for (const name of change.chainsRemoved) {
+    const chain = assertName(name, 'chain name');
+    // `flush chain` (DELRULE naming the chain and no rule), then the chain itself.
+    named(MSG.DELRULE, `flush chain ${chain}`, RULE.TABLE, RULE.CHAIN, chain);
+    named(MSG.DELCHAIN, `delete chain ${chain}`, CHAIN.TABLE, CHAIN.NAME, chain);
+  }
+  for (const name of change.setsRemoved) named(MSG.DELSET, `delete set ${name}`, SET.TABLE, SET.NAME, assertName(name, 'set name'));
+  if (c.lastMsg === 0) throw new Error('empty change batch');
+  const last = c.seq - 1;
+  w.buf.writeUInt16LE(w.buf.readUInt16LE(c.lastMsg + 6) | NLM_F_ACK, c.lastMsg + 6);
+  w.endMsg(w.msg(NFNL_MSG_BATCH_END, NLM_F_REQUEST, c.seq++, 0, NFNL_SUBSYS_NFTABLES));
+  return { buffer: w.result(), seqs: [last], firstSeq, lastSeq: c.seq - 1, messages: c.seq - firstSeq, label: (i) => c.labels[i] ?? 'the end of the batch' };
+}
+
+/** Element additions or deletions of a set or map the kernel holds (netlink.ts encodes the elements). */
+function elementChange(c: Ctx, e: ElementChange): void {
+  const { w } = c;
+  const name = assertName(e.name, e.kind === 'map' ? 'map name' : 'set name');
+  const elems = encodeElements(e);
+  let i = 0;
+  while (i < elems.length) {
+    const m = begin(c, e.verb === 'add' ? MSG.NEWSETELEM : MSG.DELSETELEM, e.verb === 'add' ? NLM_F_CREATE : 0, `${e.verb} elements of ${name}`);
+    w.str(ELEM_LIST.TABLE, c.table);
+    w.str(ELEM_LIST.SET, name);
+    const list = w.nest(ELEM_LIST.ELEMENTS);
+    // An interval's start and end elements stay in one message.
+    while (i < elems.length && w.off - list < ELEMENTS_BYTES) for (const part of elems[i++]) w.raw(part);
+    w.close(list);
+    w.endMsg(m);
+  }
+}
+
+/**
+ * Applies a TableChange to `inet <table>` in one transaction over `nl`. Throws NetlinkError, the
+ * kernel keeping what it had, when the kernel refuses any part of it.
+ */
+export async function applyTableChange(nl: NftNetlink, change: TableChange, table: string, group: number, existing: ReadonlySet<string>, opts: { timeoutMs?: number } = {}): Promise<void> {
+  const errors = await nl.transact((first) => encodeChangeBatch(change, table, group, existing, first), opts.timeoutMs ?? 10_000);
+  if (errors.length) throw new NetlinkError(`nf_tables change of table inet ${table} failed: ${errors.slice(0, 5).join('; ')}${errors.length > 5 ? ` (and ${errors.length - 5} more)` : ''}`);
 }

@@ -4,7 +4,8 @@
 // rules). The kernel needs none of that for elements: this module encodes NFT_MSG_NEWSETELEM /
 // NFT_MSG_DELSETELEM messages (the same attributes `nft --debug=netlink` shows) inside one
 // NFNL_MSG_BATCH_BEGIN ... BATCH_END batch, which the kernel commits as one transaction or not at
-// all, exactly like `nft -f`. Tables, chains, rules and sets are still written by `nft -f`.
+// all, exactly like `nft -f`. Whole tables and changes with new or removed chains and sets are
+// batches of netlink-table.ts, which encodes their elements with `encodeElements` below.
 //
 // The socket is created in the calling process's network namespace; callers that target another
 // namespace (tests with `netns`) use `nft -f` instead.
