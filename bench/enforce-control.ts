@@ -125,6 +125,7 @@ try {
   // The controller's compile: a session that adds just the new container to the previous plan.
   const session = new CompileSession();
   session.compile({ ...world, endpoints: [...world.endpoints] }, policies, 'bench');
+  session.prepare(); // the delta index, built in idle time as the controller does (collectIfIdle)
   const compileModes: Record<string, number> = {};
   const idleGc: number[] = [];
   // The first additions run this code for the first time (V8 has not optimised it yet): they are
@@ -175,6 +176,9 @@ try {
     const pol = basePolicies[j];
     const ingress = pol.ingress.length ? [{ ...pol.ingress[0], ports: [{ protocol: 'TCP' as const, port: 7000 + r }, { protocol: 'TCP' as const, port: 7100 + r }] }, ...pol.ingress.slice(1)] : pol.ingress;
     const changed = { ...policies, policies: basePolicies.map((x, i) => (i === j ? { ...x, ingress } : x)) };
+    // Idle time before the change, as in the controller: the last full compile's delta index, then
+    // the young generation.
+    session.prepare();
     if (IDLE_GC) collectYoung();
     const t0 = performance.now();
     const c = session.compile({ ...world, endpoints: [...world.endpoints] }, changed, `bench-policy-${r}`);

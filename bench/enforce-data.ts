@@ -12,7 +12,9 @@
 // (throughput pair, then connection-rate pair), in alternating order: nft by making moat's table
 // dormant (its base chains leave the hooks) and waking it; iptables by removing and re-inserting the
 // DOCKER-USER -> moat jump. The figure is the median of the per-round on/off ratios.
-//   node --import tsx bench/enforce-data.ts --ab 8 [--seconds 3]
+//   node --import tsx bench/enforce-data.ts --ab 8 [--seconds 3] [--floor] [--only nft,floor]
+// `--floor` adds the hooks alone: a table with moat's two base chains accepting established packets
+// and nothing else, toggled the same way (what any ruleset on these two hooks costs at least).
 import { spawn, spawnSync } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
@@ -35,6 +37,12 @@ const ENDPOINTS = arg('endpoints', 10_000);
 const POLICIES = arg('policies', 1_000);
 const NAIVE_RULES = Math.min(arg('naive-rules', 10_000), 20_000);
 const AB_ROUNDS = Math.min(arg('ab', 0), 30);
+/** `--floor`: also the hooks alone (A/B mode); `--only a,b`: only the configurations whose names contain these. */
+const FLOOR = process.argv.includes('--floor');
+const ONLY = (() => {
+  const i = process.argv.indexOf('--only');
+  return i > 0 ? process.argv[i + 1].split(',') : [];
+})();
 const MAX_CONN = 60_000; // per connection-rate run, so conntrack (max 262,144 here) never fills
 
 const rnd = randomBytes(3).toString('hex');
@@ -43,6 +51,7 @@ const project = `moatbench${rnd}`;
 const docker = new Docker({ socketPath: '/var/run/docker.sock' });
 const stateDir = mkdtempSync(join(tmpdir(), 'moat-bench-'));
 const naiveChain = `MNV${letters.toUpperCase()}`.slice(0, 9);
+const floorTable = `moatf${rnd}`;
 const nftOpts: EnforceOptions = { backend: 'nft', stateDir, table: `moatb${rnd}` };
 const iptOpts: EnforceOptions = { backend: 'iptables', stateDir, chainPrefix: `MB${letters.toUpperCase()}`.slice(0, 8), setPrefix: `mb${letters}`.slice(0, 8) };
 
@@ -53,6 +62,7 @@ async function cleanup(): Promise<void> {
   spawnSync('iptables', ['-X', naiveChain]);
   await uninstall(nftOpts).catch(() => undefined);
   await uninstall(iptOpts).catch(() => undefined);
+  spawnSync('nft', ['delete', 'table', 'inet', floorTable]);
   for (const c of created.containers) await docker.getContainer(c).remove({ force: true }).catch(() => undefined);
   if (created.network) await docker.getNetwork(created.network).remove().catch(() => undefined);
   rmSync(stateDir, { recursive: true, force: true });
@@ -169,17 +179,32 @@ try {
 
   if (AB_ROUNDS > 0) {
     const plan = compilePlan(world, policies, nftOpts);
-    const toggles: { name: string; opts: EnforceOptions; set: (on: boolean) => void }[] = [
-      { name: 'moat nft', opts: nftOpts, set: (on) => void spawnSync('nft', on ? ['add', 'table', 'inet', nftOpts.table!] : ['add', 'table', 'inet', nftOpts.table!, '{ flags dormant; }']) },
-      { name: 'moat iptables', opts: iptOpts, set: (on) => void spawnSync('iptables', on ? ['-I', 'DOCKER-USER', '1', '-j', iptOpts.chainPrefix!] : ['-D', 'DOCKER-USER', '-j', iptOpts.chainPrefix!]) },
-    ];
+    const dormant = (table: string) => (on: boolean): void => void spawnSync('nft', on ? ['add', 'table', 'inet', table] : ['add', 'table', 'inet', table, '{ flags dormant; }']);
+    const toggles: { name: string; opts: EnforceOptions; set: (on: boolean) => void; load?: () => void; unload?: () => void }[] = [
+      { name: 'moat nft', opts: nftOpts, set: dormant(nftOpts.table!) },
+      { name: 'moat iptables', opts: iptOpts, set: (on: boolean) => void spawnSync('iptables', on ? ['-I', 'DOCKER-USER', '1', '-j', iptOpts.chainPrefix!] : ['-D', 'DOCKER-USER', '-j', iptOpts.chainPrefix!]) },
+      // `--floor`: the cost of the hooks alone, a table with moat's two base chains (same hooks and
+      // priority) that accept established packets and nothing else.
+      ...(FLOOR
+        ? [{
+            name: 'nft floor (two base chains, established only)', opts: nftOpts, set: dormant(floorTable),
+            load: () => {
+              const rules = (name: string, hook: string) => `\tchain ${name} {\n\t\ttype filter hook ${hook} priority filter - 10; policy accept;\n\t\tct state established,related accept\n\t}\n`;
+              const r = spawnSync('nft', ['-f', '-'], { input: `table inet ${floorTable} {\n${rules('egress', 'prerouting')}${rules('ingress', 'postrouting')}}\n`, encoding: 'utf8' });
+              if (r.status !== 0) throw new Error(`floor table: ${r.stderr}`);
+            },
+            unload: () => void spawnSync('nft', ['delete', 'table', 'inet', floorTable]),
+          }]
+        : []),
+    ].filter((tg) => ONLY.length === 0 || ONLY.some((o) => tg.name.includes(o)));
     const median = (xs: number[]) => {
       const v = [...xs].sort((a, b) => a - b);
       return v.length % 2 ? v[(v.length - 1) / 2] : (v[v.length / 2 - 1] + v[v.length / 2]) / 2;
     };
     const out: Record<string, unknown> = {};
     for (const tg of toggles) {
-      await applyPlan(plan, tg.opts);
+      if (tg.load) tg.load();
+      else await applyPlan(plan, tg.opts);
       const gbps: number[] = [];
       const cps: number[] = [];
       for (let i = 0; i < AB_ROUNDS; i++) {
@@ -201,7 +226,8 @@ try {
         process.stderr.write(`${tg.name} round ${i + 1}: throughput ${tp.false.toFixed(2)} -> ${tp.true.toFixed(2)} Gbit/s, ${Math.round(cr.false)} -> ${Math.round(cr.true)} conn/s\n`);
       }
       tg.set(true);
-      await uninstall(tg.opts);
+      if (tg.unload) tg.unload();
+      else await uninstall(tg.opts);
       const pct = (xs: number[]) => xs.map((x) => Math.round(x * 1000) / 10);
       out[tg.name] = { throughputPct: { perRound: pct(gbps), median: Math.round(median(gbps) * 1000) / 10 }, connPerSecondPct: { perRound: pct(cps), median: Math.round(median(cps) * 1000) / 10 } };
     }

@@ -470,9 +470,14 @@ export class Controller {
     this.store.saveApplied({ at: this.appliedAt, backend: this.backendKind, target: this.target, plan: this.applied });
   }
 
-  /** After work whose garbage the next event should not pay for: collect it now, unless events wait (gc.ts). */
+  /**
+   * After work whose garbage the next event should not pay for: collect it now, unless events wait
+   * (gc.ts). First, what the next container event's delta compile needs from the last full compile
+   * (its plan index), so neither a policy change nor the next event waits for it.
+   */
   private collectIfIdle(): void {
     if (this.eventsWaiting()) return;
+    this.session.prepare();
     const ms = collectYoung();
     if (ms !== undefined) this.metrics.idleGc.inc(ms / 1000);
   }

@@ -257,3 +257,20 @@ test('a policy change after container churn keeps the capacities the kernel has 
   assert.equal(sized(known.size! * 8), known.size!, 'far too large: a fresh capacity');
   assert.equal(sized(known.elements.length - 1), known.size!, 'too small: a fresh capacity');
 });
+
+test('a full compile leaves the delta index for idle time (prepare), and a delta builds it when prepare did not run', () => {
+  const world = syntheticWorld(60);
+  const policies = syntheticPolicies(6, 60);
+  const s = new CompileSession();
+  assert.equal(s.prepare(), false, 'nothing compiled yet');
+  s.compile(world, policies, 'a');
+  assert.equal(s.prepare(), true, 'the index is not built by the full compile itself');
+  assert.equal(s.prepare(), false, 'built once');
+  // Without prepare: the delta builds it, and the result is the full compile's.
+  s.compile(world, policies, 'b');
+  const smaller = { ...world, endpoints: world.endpoints.slice(1) };
+  const r = s.compile(smaller, policies, 'b');
+  assert.equal(r.mode, 'delta');
+  assert.deepEqual(normal(r.plan), normal(compilePlan(smaller, policies)));
+  assert.equal(s.prepare(), false, 'the delta built it');
+});
