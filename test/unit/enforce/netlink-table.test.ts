@@ -281,3 +281,31 @@ test('in the kernel: policy changes as one change batch (new and removed sets an
   assert.match(out[0], /^error nf_tables change of table inet tnc failed: /);
   assert.equal(listing(ns, 'tnc')!.text, before);
 });
+
+test('in the kernel: a change batch writes every match and verdict form the plan model has (a new chain like in_a, a new set, a new port set), and takes them away again', { skip: kernel }, () => {
+  const ns = createNetns('moatnf');
+  const ref = createNetns('moatnf');
+  namespaces.push(ns, ref);
+  const a = everyForm();
+  const inA = a.chains.find((c) => c.name === 'in_a')!;
+  // in_c: in_a's rules with another port list (a new port set) and a new address set besides the
+  // sets the kernel holds; a new address jumps to it.
+  const rules = inA.rules.map((r) => ({ ...r, matches: r.matches.map((m) => (m.kind === 'l4' && m.ports && m.ports.length > 1 ? { ...m, ports: [[81, 81], [8081, 8081]] as [number, number][] } : m.kind === 'set' && m.set === 'empty4' ? { ...m, set: 'fresh4' } : m)) }));
+  const b: RulesetPlan = {
+    ...a,
+    sets: [...a.sets.map((s) => (s.name === 'known4' ? { ...s, elements: [...s.elements, { value: '10.1.0.9', owner: 'ctr:z' }] } : s)), { name: 'fresh4', family: 4, purpose: 'p', elements: [{ value: '192.0.2.0/28', owner: 'policy:t/c' }, { value: '192.0.2.77', owner: 'ctr:y' }] }],
+    maps: a.maps.map((m) => (m.name === 'ingress4' ? { ...m, elements: [...m.elements, { key: '10.1.0.9', chain: 'in_c', owner: 'ctr:z' }] } : m)),
+    chains: [...a.chains, { name: 'in_c', owners: ['z'], rules }],
+  };
+  const d = incrementalScript(a, b, { table: 'tnf' });
+  assert.ok(d.incremental && d.netlink.change.chains.length === 1 && d.netlink.change.sets.length === 1 && d.netlink.change.portSets.length === 1, JSON.stringify(d.incremental && d.changes));
+  assert.deepEqual(viaNetlink(ns, 'tnf', [{ plan: a }, { from: a, plan: b }]), ['ok', 'ok']);
+  assert.equal(inNetns(ref, 'nft', ['-f', '-'], renderReplace(b, { table: 'tnf' })).status, 0);
+  assert.equal(byBlock(listing(ns, 'tnf')!.text), byBlock(listing(ref, 'tnf')!.text));
+  // And back: the chain flushed and deleted, the two sets deleted, the elements gone.
+  assert.deepEqual(viaNetlink(ns, 'tnf', [{ from: b, plan: a }]), ['ok']);
+  assert.equal(inNetns(ref, 'nft', ['-f', '-'], renderReplace(a, { table: 'tnf' })).status, 0);
+  const back = listing(ns, 'tnf')!.text;
+  assert.equal(byBlock(back), byBlock(listing(ref, 'tnf')!.text));
+  assert.doesNotMatch(back, /in_c|fresh4|10\.1\.0\.9/);
+});
