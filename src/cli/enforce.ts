@@ -87,10 +87,11 @@ export function planCommand(): Command {
 
 export function applyCommand(): Command {
   return withBackendOptions(withInputOptions(new Command('apply')))
-    .description('compile the policy and apply it to the kernel in one atomic transaction (checked first); keeps the last rulesets for rollback')
+    .description('compile the policy and apply it to the kernel in one atomic transaction: the whole table, checked first, or only the difference from the last apply when the kernel provably still holds it (nft); keeps the last rulesets for rollback')
     .option('--dry-run', 'compile and check only')
+    .option('--full', 'replace the whole table even when only a difference would be needed (nft)')
     .action(
-      action(async (opts: InputOptions & BackendOptions & { dryRun?: boolean }) => {
+      action(async (opts: InputOptions & BackendOptions & { dryRun?: boolean; full?: boolean }) => {
         const inputs = await loadInputs(opts);
         printDiagnostics(inputs.diagnostics, true);
         const o = enforceOptions(opts);
@@ -99,9 +100,14 @@ export function applyCommand(): Command {
           out(r.text.endsWith('\n') ? r.text : `${r.text}\n`);
           return;
         }
-        const r = await apply(inputs.world, inputs.policySet, o);
+        const r = await apply(inputs.world, inputs.policySet, { ...o, incremental: !opts.full });
         for (const w of r.warnings) process.stderr.write(`warning: ${w}\n`);
-        out(`applied with ${r.backend}: ${r.plan.chains.length} chains, ${inputs.world.endpoints.length} containers\n`);
+        const c = r.changes;
+        if (r.mode === 'unchanged') out(`nothing to change: the kernel holds this ruleset already (${r.backend})\n`);
+        else if (r.mode === 'incremental' && c) {
+          const elements = c.elementsAdded + c.mapElementsAdded + c.elementsRemoved + c.mapElementsRemoved;
+          out(`applied with ${r.backend}, only the difference from the last apply (chains +${c.chainsAdded.length} -${c.chainsRemoved.length}, sets +${c.setsAdded.length} -${c.setsRemoved.length}, ${elements} element changes): ${r.plan.chains.length} chains, ${inputs.world.endpoints.length} containers\n`);
+        } else out(`applied with ${r.backend}: ${r.plan.chains.length} chains, ${inputs.world.endpoints.length} containers\n`);
       }),
     );
 }

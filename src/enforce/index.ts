@@ -8,7 +8,7 @@ import { compile, type CompileOptions } from './compile/compile.js';
 import { buildEnforcementInput, type InputOptions } from './compile/input.js';
 import type { RulesetPlan } from './plan-model.js';
 import { incrementalScript, type IncrementalChanges } from './incremental.js';
-import { DEFAULT_STATE_DIR, dropNewest, loadApplied, saveApplied, clearApplied } from './state.js';
+import { DEFAULT_STATE_DIR, dropNewest, kernelInstance, loadApplied, saveApplied, clearApplied, type AppliedRecord } from './state.js';
 import { diffSummaries, formatDiff, type RulesetDiff } from './summary.js';
 
 export type BackendKind = 'nft' | 'iptables';
@@ -37,6 +37,23 @@ export interface EnforceOptions extends CompileOptions, InputOptions {
    * keeps its own and writes the record once events go quiet (at 10,000 endpoints it is ~5 MB).
    */
   record?: boolean;
+  /**
+   * nft, `apply`: send only the difference from the last recorded plan when the kernel provably
+   * still holds it (its nf_tables generation is the one recorded right after that commit); default
+   * true. False: always replace the whole table.
+   */
+  incremental?: boolean;
+}
+
+/**
+ * The generation mark for a record: the generation after our commit, if ours was the only commit
+ * since `before` (see AppliedRecord.generation).
+ */
+async function generationMark(b: NftBackend, before: number | undefined): Promise<AppliedRecord['generation']> {
+  if (before === undefined) return undefined;
+  const after = await b.generation();
+  const instance = kernelInstance();
+  return after === before + 1 && instance ? { instance, value: after } : undefined;
 }
 
 export function backendFor(options: EnforceOptions): NftBackend | IptablesBackend {
@@ -83,6 +100,11 @@ export interface ApplyResult {
   via?: 'netlink' | 'nft';
   fallback?: string;
   warnings: string[];
+  /** `apply`: the whole table replaced, only the difference sent, or nothing to send. */
+  mode?: 'full' | 'incremental' | 'unchanged';
+  /** Why the difference alone could not be sent (mode `full` after an attempt). */
+  reason?: string;
+  changes?: IncrementalChanges;
 }
 
 /** Applies a compiled plan atomically (checked first) and records it for rollback. */
@@ -91,9 +113,11 @@ export async function applyPlan(p: RulesetPlan, options: EnforceOptions = {}): P
   const stateDir = options.stateDir ?? DEFAULT_STATE_DIR;
   const appliedAt = new Date().toISOString();
   if (b instanceof NftBackend) {
+    const record = options.record !== false;
+    const before = record ? await b.generation() : undefined;
     const r = await b.replace(p, { check: options.check });
     // Over netlink no text reached the kernel: the record says so and keeps the plan, which renders the same table.
-    if (options.record !== false) saveApplied(stateDir, { backend: 'nft', target: b.table, appliedAt, plan: p, script: r.script ?? '', via: r.via });
+    if (record) saveApplied(stateDir, { backend: 'nft', target: b.table, appliedAt, plan: p, script: r.script ?? '', via: r.via, generation: await generationMark(b, before) });
     let script = r.script;
     return {
       backend: 'nft',
@@ -112,9 +136,41 @@ export async function applyPlan(p: RulesetPlan, options: EnforceOptions = {}): P
   return { backend: b.kind, plan: p, script, warnings: p.warnings };
 }
 
-/** Compile then apply. A policy that fails to compile throws before anything reaches the kernel. */
+/**
+ * Compile then apply. A policy that fails to compile throws before anything reaches the kernel.
+ * nft: when the kernel provably holds the last recorded plan (the generation recorded right after
+ * its commit is still the kernel's), only the difference is sent, as one atomic transaction
+ * (applyIncremental: a change batch over netlink; a whole replace if the kernel refuses it); else
+ * the whole table is replaced. The result says which (`mode`).
+ */
 export async function apply(world: World, policies: PolicySet, options: EnforceOptions = {}): Promise<ApplyResult> {
-  return applyPlan(compilePlan(world, policies, options), options);
+  const b = backendFor(options);
+  if (b instanceof NftBackend && options.incremental !== false && b.netlinkAvailable) {
+    const last = loadApplied(options.stateDir ?? DEFAULT_STATE_DIR, 'nft');
+    const mark = last?.generation;
+    if (last && mark && last.target === b.table && mark.instance === kernelInstance() && (await b.generation()) === mark.value) {
+      // Sets and maps keep the capacities the kernel's have (CompileOptions.capacities).
+      const capacities = new Map<string, number>();
+      for (const x of [...last.plan.sets, ...last.plan.maps]) if (x.size !== undefined) capacities.set(x.name, x.size);
+      const p = compilePlan(world, policies, { ...options, capacities });
+      const r = await applyIncremental(last.plan, p, options);
+      return {
+        backend: 'nft',
+        plan: p,
+        get script() {
+          return r.mode === 'full' ? r.script : b.render(p);
+        },
+        via: r.via,
+        warnings: p.warnings,
+        mode: r.mode,
+        reason: r.reason,
+        changes: r.changes,
+      };
+    }
+  }
+  const r = await applyPlan(compilePlan(world, policies, options), options);
+  r.mode = 'full';
+  return r;
 }
 
 export interface IncrementalResult {
@@ -154,6 +210,8 @@ export async function applyIncremental(previous: RulesetPlan | undefined, next: 
   const d = incrementalScript(prev, next, { table: b.table });
   if (!d.incremental) return full(d.reason);
   if (d.empty) return { mode: 'unchanged', script: '', changes: d.changes };
+  const record = options.record !== false;
+  const before = record ? await b.generation() : undefined;
   let via: IncrementalResult['via'] = 'nft';
   try {
     if (b.netlinkAvailable) {
@@ -165,7 +223,7 @@ export async function applyIncremental(previous: RulesetPlan | undefined, next: 
   } catch (e) {
     return full(`incremental transaction failed (the kernel did not hold the previous plan?): ${(e as Error).message.split('\n')[0]}`);
   }
-  if (options.record !== false) saveApplied(stateDir, { backend: 'nft', target: b.table, appliedAt: new Date().toISOString(), plan: next, script: d.script });
+  if (record) saveApplied(stateDir, { backend: 'nft', target: b.table, appliedAt: new Date().toISOString(), plan: next, script: d.script, via, generation: await generationMark(b, before) });
   return { mode: 'incremental', via, script: d.script, changes: d.changes };
 }
 

@@ -1,5 +1,5 @@
 // The last applied rulesets, kept on disk for `rollback` and for incremental updates.
-import { mkdirSync, readFileSync, renameSync, writeFileSync, existsSync, readdirSync, unlinkSync } from 'node:fs';
+import { mkdirSync, readFileSync, renameSync, writeFileSync, existsSync, readdirSync, statSync, unlinkSync } from 'node:fs';
 import { join } from 'node:path';
 import { currentPlanShape, type RulesetPlan } from './plan-model.js';
 
@@ -16,6 +16,14 @@ export interface AppliedRecord {
   script: string;
   /** nft: one netlink batch or `nft -f`. */
   via?: 'netlink' | 'nft';
+  /**
+   * nft: the nf_tables generation right after this record's commit, when that commit was the only
+   * one (the generation moved by exactly one), and the kernel instance it counts in (boot id and
+   * network namespace: the counter is per namespace and starts again at boot). While the kernel's
+   * generation is still this one, nobody has committed since, so the kernel holds exactly this plan
+   * and the next `moat apply` may send only the difference.
+   */
+  generation?: { instance: string; value: number };
 }
 
 function dir(stateDir: string, backend: string): string {
@@ -62,4 +70,13 @@ export function dropNewest(stateDir: string, backend: 'nft' | 'iptables'): void 
 
 export function clearApplied(stateDir: string, backend: 'nft' | 'iptables'): void {
   for (const r of listApplied(stateDir, backend)) unlinkSync(r.file);
+}
+
+/** This kernel boot and this process's network namespace (where an nf_tables generation counts), or undefined. */
+export function kernelInstance(): string | undefined {
+  try {
+    return `${readFileSync('/proc/sys/kernel/random/boot_id', 'utf8').trim()}/${statSync('/proc/self/ns/net').ino}`;
+  } catch {
+    return undefined;
+  }
 }

@@ -10,7 +10,7 @@ import { compilePlan } from '../../../src/enforce/index.js';
 import type { RulesetPlan } from '../../../src/enforce/plan-model.js';
 import { threeTierPolicies, threeTierWorld } from '../../fixtures/enforce/three-tier.js';
 import { syntheticPolicies, syntheticWorld } from '../../../bench/enforce-world.js';
-import { canUseNetns, createNetns, deleteNetns, inNetns } from './netns.js';
+import { byBlock, canUseNetns, createNetns, deleteNetns, inNetns } from './netns.js';
 
 const namespaces: string[] = [];
 after(() => namespaces.forEach(deleteNetns));
@@ -204,21 +204,6 @@ test('a batch larger than the socket can send names the sysctl that lets it thro
   const v = Number(m![1]);
   assert.ok(2 * v >= 5_696_944 + 4096 && v === 2 ** Math.round(Math.log2(v)) && v / 2 < 5_696_944 / 2 + 4096, String(v));
 });
-
-/** A table listing with its sets, maps and chains in name order (a change adds them at the end). */
-function byBlock(text: string): string {
-  const blocks: string[] = [];
-  let cur: string[] | undefined;
-  for (const line of text.split('\n')) {
-    if (/^\t(set|map|chain) /.test(line)) cur = [line];
-    else if (cur && line === '\t}') {
-      cur.push(line);
-      blocks.push(cur.join('\n'));
-      cur = undefined;
-    } else if (cur) cur.push(line);
-  }
-  return blocks.sort().join('\n');
-}
 
 /**
  * Policy changes on the synthetic host: policies removed (their chains and peer sets go), ports

@@ -26,3 +26,17 @@ export function inNetns(name: string, cmd: string, args: string[], input?: strin
   const r = spawnSync('ip', ['netns', 'exec', name, cmd, ...args], { input, encoding: 'utf8' });
   return { status: r.status ?? 1, stdout: r.stdout, stderr: r.stderr };
 }
+
+/** A table listing with its sets, maps and chains in name order (a change adds them at the end). */
+export function byBlock(text: string): string {
+  const blocks: string[] = [];
+  let cur: string[] | undefined;
+  for (const line of text.split('\n')) {
+    if (/^\t(set|map|chain) /.test(line)) cur = [line];
+    else if (cur && line === '\t}') {
+      blocks.push([...cur, line].join('\n'));
+      cur = undefined;
+    } else if (cur) cur.push(line);
+  }
+  return blocks.sort().join('\n');
+}

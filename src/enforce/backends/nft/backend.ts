@@ -83,6 +83,16 @@ export class NftBackend {
     return { via: 'nft', script, fallback };
   }
 
+  /** The nf_tables generation (bumped by every commit, by anyone), when netlink can be used here. */
+  async generation(): Promise<number | undefined> {
+    if (!this.netlinkAvailable) return undefined;
+    try {
+      return await netlinkSocket()!.generation();
+    } catch {
+      return undefined;
+    }
+  }
+
   /** Whether element changes can go over netlink here. */
   get netlinkAvailable(): boolean {
     return this.options.netlink !== false && this.options.netns === undefined && netlinkSocket() !== undefined;
