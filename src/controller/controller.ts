@@ -119,6 +119,12 @@ export class Controller {
   private cleanGeneration: number | undefined;
   /** Digests of the rules as read back after moat's last rule change (edits in place show as drift). */
   private ruleDigest: Record<string, string> | undefined;
+  /**
+   * Chains added by a change batch since the digests were read: the next drift check reads the kernel
+   * (whatever the generation) and takes their digests then. Reading back right after the change
+   * would hold up the events behind it (`nft -j list table` of 10,000 endpoints: ~1.1 s).
+   */
+  private digestPending = false;
   /** Whether the iptables DOCKER-USER jump lives in nf_tables (iptables-nft), so under the generation too. */
   private jumpUnderGeneration = false;
   /** iptables backend: the chains as read back right after moat's last apply (the drift reference). */
@@ -555,6 +561,7 @@ export class Controller {
     let via: 'netlink' | 'nft' | undefined;
     let detail: string | undefined;
     let rulesChanged = false;
+    let removedChains: string[] = [];
     try {
       const before = this.cleanGeneration;
       this.cleanGeneration = undefined;
@@ -567,6 +574,7 @@ export class Controller {
         mode = r.mode;
         via = r.via;
         rulesChanged = !!r.changes && r.changes.chainsAdded.length + r.changes.chainsRemoved.length > 0;
+        removedChains = r.changes?.chainsRemoved ?? [];
         detail = r.reason ?? (r.changes ? JSON.stringify(r.changes) : undefined);
       }
       if (mode === 'unchanged') this.cleanGeneration = before;
@@ -596,8 +604,13 @@ export class Controller {
     for (const t of o.eventTimes ?? []) this.metrics.eventToEnforced.observe(Math.max(0, (nowNs - t) / 1e9));
     this.updateRulesetGauges(plan, world);
     if (mode !== 'unchanged') this.statusDirty = true;
-    // The read-back's rule digest is taken again when rules changed (element changes leave it as it was).
-    if (mode === 'full' || (mode === 'incremental' && (via !== 'netlink' || rulesChanged))) await this.captureReference(plan);
+    if (mode === 'full' || (mode === 'incremental' && via !== 'netlink')) await this.captureReference(plan);
+    else if (mode === 'incremental' && rulesChanged) {
+      // A change batch with new or removed chains: the unchanged chains keep their digests, the new
+      // ones get theirs at the next drift check (digestPending), off the event path.
+      if (this.ruleDigest) for (const c of removedChains) delete this.ruleDigest[c];
+      this.digestPending = true;
+    }
     if (mode !== 'unchanged') {
       // Written once events go quiet, not per event (saveDebounce); a whole-table replace also
       // leaves a record in the state directory for `moat rollback`, as `moat apply` does.
@@ -722,6 +735,7 @@ export class Controller {
       } else {
         if (describeDrift(planSummary(plan), actual).drifted) return;
         this.ruleDigest = actual.ruleDigest;
+        this.digestPending = false;
       }
       if (g !== undefined) this.cleanGeneration = g;
     } catch (e) {
@@ -736,7 +750,7 @@ export class Controller {
   private async drift(): Promise<DriftReport> {
     const g = await this.generation();
     const b = backendFor(this.options.enforce);
-    if (g !== undefined && g === this.cleanGeneration && this.jumpUnderGeneration) {
+    if (g !== undefined && g === this.cleanGeneration && this.jumpUnderGeneration && !this.digestPending) {
       // No nf_tables commit since the kernel last matched: the rules are as they were, without reading
       // them. The iptables backend's ipsets live outside nf_tables (`ipset add` leaves the generation
       // where it was): their members are still compared.
@@ -758,6 +772,8 @@ export class Controller {
     const d = await detectDrift(b, this.applied!, { netns: this.options.enforce.netns, ruleDigest: this.ruleDigest, expected: this.iptablesReference });
     if (!d.drifted && g !== undefined) this.cleanGeneration = g;
     if (!d.drifted && !this.ruleDigest) this.ruleDigest = d.actual.ruleDigest;
+    else if (!d.drifted && this.digestPending) this.ruleDigest = { ...d.actual.ruleDigest, ...this.ruleDigest };
+    if (!d.drifted) this.digestPending = false;
     this.lastDrift = { drifted: d.drifted, findings: d.findings, dockerUserJump: d.dockerUserJump, at: new Date().toISOString() };
     if (d.dockerUserJump === false && this.backendKind === 'iptables') {
       await restoreDockerUserJump(this.options.enforce.netns);

@@ -116,6 +116,23 @@ test('controller: follows containers, repairs a flushed table, keeps the last go
   const s3 = (await status(h))!;
   assert.equal(s3.drift.repairs, repairsAfterEdit, JSON.stringify(s3.drift));
   assert.equal(s3.drift.lastCheck?.drifted, false);
+  // A chain the change batch added is guarded against edits in place too (its digest was taken by
+  // the first drift check after the change): its isolating drop turned into an accept is repaired.
+  const now = await run('nft', ['-a', 'list', 'table', 'inet', h.table]);
+  let fresh: { chain: string; handle: string; comment: string } | undefined;
+  chain = '';
+  for (const line of now.stdout.split('\n')) {
+    const c = /^\s*chain (\S+) \{/.exec(line);
+    if (c) chain = c[1];
+    const m = /drop comment "(isolated-by:[^"]*)" # handle (\d+)/.exec(line);
+    if (m && chain.startsWith('in_') && !listed.stdout.includes(`chain ${chain} {`) && !fresh) fresh = { chain, handle: m[2], comment: m[1] };
+  }
+  assert.ok(fresh, `a new ingress chain with an isolating drop:\n${now.stdout}`);
+  const edited = (log(h).match(/edited in place/g) ?? []).length;
+  assert.equal((await run('nft', ['replace', 'rule', 'inet', h.table, fresh!.chain, 'handle', fresh!.handle, 'accept', 'comment', `"${fresh!.comment}"`])).code, 0);
+  await waitFor('edit of a new chain repaired', async () => { const s = await status(h); return s && s.drift?.repairs > repairsAfterEdit && s.drift.lastCheck?.drifted === false; }, 10_000, 100);
+  assert.ok((log(h).match(/edited in place/g) ?? []).length > edited, 'found as an edit in place');
+  assert.equal((await reachable(intruder.pid, [dbTarget])).has(dbTarget), false, 'intruder blocked after the repair');
   stopController(h, 'SIGTERM');
   await waitExit(h);
   // The rules stay in the kernel after the controller is gone.
