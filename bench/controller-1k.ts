@@ -3,7 +3,7 @@
 // containers, their networks, and an event stream), and the controller, a separate process, talks to
 // it as to dockerd. Its ruleset goes into the host's nft in its own table; the addresses come from
 // 100.64.0.0/10, which no container here uses, so no real packet meets these rules.
-//   node --import tsx bench/controller-1k.ts [--endpoints 1000] [--idle 60] [--events 100]
+//   node --import tsx bench/controller-1k.ts [--endpoints 1000] [--idle 60] [--events 100] [--policy-changes 0]
 // Measures, on the controller process: RSS once it has enforced everything, CPU over an idle window
 // with default timers, and event-to-enforced over --events container starts (one at a time, each a new
 // replica of an existing identity, announced as dockerd does: network `connect`, then `start`), from the controller's own histogram and from this script's clock
@@ -23,6 +23,8 @@ import { CLK_TCK, numberArg, procMem, procStat } from './proc.js';
 const N = Math.min(numberArg('endpoints', 1000), 20_000);
 const IDLE_S = Math.min(numberArg('idle', 60), 600);
 const EVENTS = Math.min(numberArg('events', 100), 1000);
+/** Policy edits after the events: one group's port changed per edit (SIGHUP), timed by the controller's log. */
+const POLICY_CHANGES = Math.min(numberArg('policy-changes', 0), 50);
 const REPO = join(dirname(fileURLToPath(import.meta.url)), '..');
 const tag = randomBytes(3).toString('hex');
 const table = `moatk${tag}`;
@@ -110,7 +112,8 @@ const groups = nsNames.flatMap((ns) => [
   `  ${ns}-cache:\n    select: { namespace: ${ns}, labels: { tier: cache } }\n    ingress:\n      - from: [${ns}-api]\n        ports: [6379]`,
 ]);
 mkdirSync(policyDir, { recursive: true });
-writeFileSync(join(policyDir, 'p.yaml'), `apiVersion: moat/v1\nkind: Policy\nmetadata:\n  name: fake-1k\ngroups:\n${groups.join('\n')}\n`);
+const policyText = (gs: string[]) => `apiVersion: moat/v1\nkind: Policy\nmetadata:\n  name: fake-1k\ngroups:\n${gs.join('\n')}\n`;
+writeFileSync(join(policyDir, 'p.yaml'), policyText(groups));
 
 // ---- run ----------------------------------------------------------------------------------
 const rssMb = (pid: number) => procMem(pid).rss;
@@ -178,7 +181,7 @@ try {
     await sleep(20);
   }
   lat.sort((x, y) => x - y);
-  const q = (p: number) => lat[Math.min(lat.length - 1, Math.floor((p / 100) * lat.length))].toFixed(1);
+  const q = (p: number) => (lat.length ? lat[Math.min(lat.length - 1, Math.floor((p / 100) * lat.length))].toFixed(1) : '-');
   console.log(`event to address in the kernel (this script's clock, incl. debounce 10 ms and the nft poll): p50 ${q(50)} ms, p99 ${q(99)} ms over ${lat.length} events`);
   const metrics = (await get('/metrics'))?.body ?? '';
   const bucket = (le: string) => Number(new RegExp(`^moat_event_to_enforced_seconds_bucket\\{le="${le}"\\} (\\d+)`, 'm').exec(metrics)?.[1] ?? NaN);
@@ -190,6 +193,32 @@ try {
   // reconcile to the kernel transaction done).
   const ms = readFileSync(join(dir, 'moat.log'), 'utf8').split('\n').filter((l) => l.includes('"ruleset applied"') && l.includes('"trigger":"events"')).map((l) => JSON.parse(l).ms as number).sort((x, y) => x - y);
   if (ms.length) console.log(`reconcile per event (controller log): p50 ${ms[Math.floor(ms.length / 2)]} ms, p99 ${ms[Math.min(ms.length - 1, Math.floor(ms.length * 0.99))]} ms over ${ms.length}`);
+  // Policy edits: one namespace's db group takes another port each time (new chains, the old ones
+  // go), the file rewritten and the controller told with SIGHUP; its log says how the edit was
+  // applied and how long the reconcile took (compile of the whole host, diff, kernel).
+  if (POLICY_CHANGES > 0) {
+    const applied = () => readFileSync(join(dir, 'moat.log'), 'utf8').split('\n').filter((l) => l.includes('"ruleset applied"') && l.includes('policy reload')).map((l) => JSON.parse(l) as { mode: string; ms: number; compileMs: number; applyMs: number });
+    const rows: { mode: string; ms: number; compileMs: number; applyMs: number; untilStatus: number }[] = [];
+    for (let r = 0; r < POLICY_CHANGES; r++) {
+      const before = applied().length;
+      const i = (r * 4 * 7 + 2) % groups.length; // a db group (every fourth, from the third)
+      const edited = groups.map((g, j) => (j === i ? g.replace(/ports: \[5432\]/, `ports: [${5433 + r}]`) : g));
+      writeFileSync(join(policyDir, 'p.yaml'), policyText(edited));
+      const sent = performance.now();
+      process.kill(pid, 'SIGHUP');
+      let got: ReturnType<typeof applied>[number] | undefined;
+      for (let k = 0; k < 600 && !got; k++) {
+        await sleep(10);
+        const a = applied();
+        if (a.length > before) got = a[a.length - 1];
+      }
+      if (!got) throw new Error('no policy reload in the log after 6 s');
+      rows.push({ ...got, untilStatus: +(performance.now() - sent).toFixed(1) });
+      await sleep(1500);
+    }
+    const med = (xs: number[]) => [...xs].sort((x, y) => x - y)[Math.floor(xs.length / 2)];
+    console.log(`policy edits (controller log, reconcile = compile of the whole host + diff + kernel): ${rows.length}, modes ${JSON.stringify(rows.map((x) => x.mode))}; reconcile median ${med(rows.map((x) => x.ms))} ms (compile ${med(rows.map((x) => x.compileMs))}, apply ${med(rows.map((x) => x.applyMs))}), max ${Math.max(...rows.map((x) => x.ms))} ms; all: ${JSON.stringify(rows.map((x) => [x.ms, x.compileMs, x.applyMs]))}; SIGHUP to the log line (incl. the file read and policy load, this script's 10 ms polling): median ${med(rows.map((x) => x.untilStatus))} ms`);
+  }
   if (process.argv.includes('--keep-log')) console.log(readFileSync(join(dir, 'moat.log'), 'utf8').split('\n').slice(-40).join('\n'));
 } finally {
   if (child?.pid && child.exitCode === null) {
