@@ -14,7 +14,8 @@
 // DOCKER-USER -> moat jump. The figure is the median of the per-round on/off ratios.
 //   node --import tsx bench/enforce-data.ts --ab 8 [--seconds 3] [--floor] [--only nft,floor]
 // `--floor` adds the hooks alone: a table with moat's two base chains accepting established packets
-// and nothing else, toggled the same way (what any ruleset on these two hooks costs at least).
+// and nothing else, toggled the same way (what any ruleset on these two hooks costs at least), and the
+// same with one base chain (prerouting only).
 import { spawn, spawnSync } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
@@ -186,15 +187,18 @@ try {
       // `--floor`: the cost of the hooks alone, a table with moat's two base chains (same hooks and
       // priority) that accept established packets and nothing else.
       ...(FLOOR
-        ? [{
-            name: 'nft floor (two base chains, established only)', opts: nftOpts, set: dormant(floorTable),
+        ? [
+            { name: 'nft floor (two base chains, established only)', hooks: ['prerouting', 'postrouting'] },
+            { name: 'nft floor, one base chain (prerouting, established only)', hooks: ['prerouting'] },
+          ].map((f) => ({
+            name: f.name, opts: nftOpts, set: dormant(floorTable),
             load: () => {
-              const rules = (name: string, hook: string) => `\tchain ${name} {\n\t\ttype filter hook ${hook} priority filter - 10; policy accept;\n\t\tct state established,related accept\n\t}\n`;
-              const r = spawnSync('nft', ['-f', '-'], { input: `table inet ${floorTable} {\n${rules('egress', 'prerouting')}${rules('ingress', 'postrouting')}}\n`, encoding: 'utf8' });
+              const rules = (hook: string) => `\tchain c_${hook} {\n\t\ttype filter hook ${hook} priority filter - 10; policy accept;\n\t\tct state established,related accept\n\t}\n`;
+              const r = spawnSync('nft', ['-f', '-'], { input: `table inet ${floorTable} {\n${f.hooks.map(rules).join('')}}\n`, encoding: 'utf8' });
               if (r.status !== 0) throw new Error(`floor table: ${r.stderr}`);
             },
             unload: () => void spawnSync('nft', ['delete', 'table', 'inet', floorTable]),
-          }]
+          }))
         : []),
     ].filter((tg) => ONLY.length === 0 || ONLY.some((o) => tg.name.includes(o)));
     const median = (xs: number[]) => {
