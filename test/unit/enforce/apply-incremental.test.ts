@@ -1,5 +1,6 @@
 // `apply` sends only the difference when the kernel provably holds the last recorded plan (its
-// nf_tables generation is the one recorded right after that commit), and the whole table otherwise.
+// nf_tables generation is the one recorded right after that commit), and the whole table otherwise;
+// `plan` then compares with that plan instead of reading the table back, with the same result.
 // Each apply runs in a child process inside a throw-away network namespace (the netlink socket and
 // the generation belong to the process's namespace), as `moat apply` would there.
 import { test, after } from 'node:test';
@@ -22,6 +23,7 @@ const cleanups: (() => void)[] = [];
 after(() => cleanups.forEach((f) => f()));
 
 interface ChildResult {
+  diff?: { unchanged: boolean; chainsAdded: string[]; chainsRemoved: string[] };
   mode?: string;
   via?: string;
   reason?: string;
@@ -41,9 +43,9 @@ test('apply: the whole table first, then nothing when nothing changed, then only
   const mysql = changed.policies.find((p) => p.name === 'shop/mysql')!;
   mysql.ingress[0].ports = [{ protocol: 'TCP', port: 3306 }];
 
-  const applyIn = (policies: PolicySet, w: World = world, extra: object = {}): ChildResult => {
+  const applyIn = (policies: PolicySet, w: World = world, extra: object = {}, planOnly = false): ChildResult => {
     const input = join(dir, 'input.json');
-    writeFileSync(input, JSON.stringify({ world: w, policies, options: { ...options, ...extra } }));
+    writeFileSync(input, JSON.stringify({ world: w, policies, options: { ...options, ...extra }, plan: planOnly }));
     const r = spawnSync('ip', ['netns', 'exec', ns, process.execPath, '--import', 'tsx', CHILD, input], { encoding: 'utf8', timeout: 60_000 });
     assert.equal(r.status, 0, r.stderr);
     return JSON.parse(r.stdout.trim().split('\n').pop()!) as ChildResult;
@@ -57,6 +59,13 @@ test('apply: the whole table first, then nothing when nothing changed, then only
   assert.equal(first.mode, 'full');
   assert.ok(loadApplied(options.stateDir, 'nft')?.generation, 'the record carries the generation after its commit');
   assert.equal(applyIn(base).mode, 'unchanged');
+  // `plan` against the recorded plan (no read-back) says what reading the table back says.
+  const planHeld = applyIn(changed, world, {}, true).diff!;
+  const planRead = applyIn(changed, world, { incremental: false }, true).diff!;
+  assert.equal(planHeld.unchanged, false);
+  assert.ok(planHeld.chainsAdded.length > 0, JSON.stringify(planHeld));
+  assert.deepEqual(planHeld, planRead);
+  assert.equal(applyIn(base, world, {}, true).diff!.unchanged, true);
 
   const second = applyIn(changed);
   assert.equal(second.mode, 'incremental', second.reason);
