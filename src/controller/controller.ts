@@ -15,7 +15,7 @@ import type Docker from 'dockerode';
 import type { Logger } from 'pino';
 import { NftBackend, dropCounters } from '../enforce/backends/nft/backend.js';
 import { IptablesBackend } from '../enforce/backends/iptables/backend.js';
-import { applyIncremental, applyPlan, backendFor, type EnforceOptions } from '../enforce/index.js';
+import { applyIncremental, applyPlan, backendFor, type EnforceOptions, type IncrementalChanges } from '../enforce/index.js';
 import { DEFAULT_STATE_DIR, saveApplied as saveAppliedRecord } from '../enforce/state.js';
 import { CompileSession } from '../enforce/compile/session.js';
 import { currentPlanShape, type RulesetPlan } from '../enforce/plan-model.js';
@@ -560,8 +560,7 @@ export class Controller {
     let mode = 'full';
     let via: 'netlink' | 'nft' | undefined;
     let detail: string | undefined;
-    let rulesChanged = false;
-    let removedChains: string[] = [];
+    let changes: IncrementalChanges | undefined;
     try {
       const before = this.cleanGeneration;
       this.cleanGeneration = undefined;
@@ -573,8 +572,7 @@ export class Controller {
         const r = await applyIncremental(this.applied, plan, this.controllerApply());
         mode = r.mode;
         via = r.via;
-        rulesChanged = !!r.changes && r.changes.chainsAdded.length + r.changes.chainsRemoved.length > 0;
-        removedChains = r.changes?.chainsRemoved ?? [];
+        changes = r.changes;
         detail = r.reason ?? (r.changes ? JSON.stringify(r.changes) : undefined);
       }
       if (mode === 'unchanged') this.cleanGeneration = before;
@@ -605,10 +603,10 @@ export class Controller {
     this.updateRulesetGauges(plan, world);
     if (mode !== 'unchanged') this.statusDirty = true;
     if (mode === 'full' || (mode === 'incremental' && via !== 'netlink')) await this.captureReference(plan);
-    else if (mode === 'incremental' && rulesChanged) {
+    else if (mode === 'incremental' && changes && changes.chainsAdded.length + changes.chainsRemoved.length > 0) {
       // A change batch with new or removed chains: the unchanged chains keep their digests, the new
       // ones get theirs at the next drift check (digestPending), off the event path.
-      if (this.ruleDigest) for (const c of removedChains) delete this.ruleDigest[c];
+      if (this.ruleDigest) for (const c of changes.chainsRemoved) delete this.ruleDigest[c];
       this.digestPending = true;
     }
     if (mode !== 'unchanged') {
@@ -770,10 +768,13 @@ export class Controller {
       return d;
     }
     const d = await detectDrift(b, this.applied!, { netns: this.options.enforce.netns, ruleDigest: this.ruleDigest, expected: this.iptablesReference });
-    if (!d.drifted && g !== undefined) this.cleanGeneration = g;
-    if (!d.drifted && !this.ruleDigest) this.ruleDigest = d.actual.ruleDigest;
-    else if (!d.drifted && this.digestPending) this.ruleDigest = { ...d.actual.ruleDigest, ...this.ruleDigest };
-    if (!d.drifted) this.digestPending = false;
+    if (!d.drifted) {
+      if (g !== undefined) this.cleanGeneration = g;
+      // The reference digests: all of them the first time, the chains added since otherwise.
+      if (!this.ruleDigest) this.ruleDigest = d.actual.ruleDigest;
+      else if (this.digestPending) this.ruleDigest = { ...d.actual.ruleDigest, ...this.ruleDigest };
+      this.digestPending = false;
+    }
     this.lastDrift = { drifted: d.drifted, findings: d.findings, dockerUserJump: d.dockerUserJump, at: new Date().toISOString() };
     if (d.dockerUserJump === false && this.backendKind === 'iptables') {
       await restoreDockerUserJump(this.options.enforce.netns);

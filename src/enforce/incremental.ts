@@ -6,8 +6,7 @@
 // Anything else (a base chain changed, the NFLOG group changed, a chain's rules changed under the
 // same name) is not incremental: the caller does a whole-table replace.
 import type { AddressSet, PlanChain, RulesetPlan, VerdictMap } from './plan-model.js';
-import { chainComment, mapElementText, portSetName, portSets, renderRule, tableName, validSize } from './backends/nft/render.js';
-import type { PortRanges } from '../model/connset.js';
+import { chainComment, mapElementText, portItems, portSetRanges, renderRule, tableName, validSize } from './backends/nft/render.js';
 import { assertName, elementText, safeComment } from './validate.js';
 import type { ElementChange } from './backends/nft/netlink.js';
 import type { TableChange } from './backends/nft/netlink-table.js';
@@ -140,11 +139,11 @@ export function incrementalScript(prev: RulesetPlan, next: RulesetPlan, options:
   for (const m of prev.maps) if (!next.maps.some((x) => x.name === m.name)) return { incremental: false, reason: `map ${m.name} removed` };
 
   const changes: IncrementalChanges = { setsAdded: [], setsRemoved: [], chainsAdded: [], chainsRemoved: [], elementsAdded: 0, elementsRemoved: 0, mapElementsAdded: 0, mapElementsRemoved: 0 };
-  const ops: ElementChange[] = [];
+  // Element changes of the sets and maps the kernel holds (a new set's elements come with it).
+  const addOps: ElementChange[] = [];
   const delOps: ElementChange[] = [];
-  // For the netlink writer: new sets and chains whole; element changes of what the kernel holds.
+  // For the netlink writer: new sets and chains whole, and the element changes above.
   const change: TableChange = { portSets: [], sets: [], chains: [], elements: [], chainsRemoved: [], setsRemoved: [] };
-  const heldOps: ElementChange[] = [];
   const head: string[] = []; // new sets and chains (before anything refers to them)
   const dels: string[] = []; // element deletions (before additions: interval sets must not overlap)
   const adds: string[] = [];
@@ -159,7 +158,6 @@ export function incrementalScript(prev: RulesetPlan, next: RulesetPlan, options:
       head.push(`add set inet ${t} ${assertName(s.name, 'set name')} { type ${s.family === 4 ? 'ipv4_addr' : 'ipv6_addr'};${s.exact ? '' : ' flags interval;'}${s.size === undefined ? '' : ` size ${validSize(s.size, s.name)};`} }`);
       if (s.elements.length) {
         adds.push(elementCommand('add', t, s, s.elements));
-        ops.push(setChange('add', s, s.elements));
         changes.elementsAdded += s.elements.length;
       }
       continue;
@@ -173,8 +171,7 @@ export function incrementalScript(prev: RulesetPlan, next: RulesetPlan, options:
     }
     if (come.length) {
       adds.push(elementCommand('add', t, s, come));
-      ops.push(setChange('add', s, come));
-      heldOps.push(ops[ops.length - 1]);
+      addOps.push(setChange('add', s, come));
     }
     changes.elementsRemoved += gone.length;
     changes.elementsAdded += come.length;
@@ -198,8 +195,7 @@ export function incrementalScript(prev: RulesetPlan, next: RulesetPlan, options:
     }
     if (come.length) {
       adds.push(`add element inet ${t} ${assertName(m.name, 'map name')} { ${come.map(mapElementText).join(', ')} }`);
-      ops.push({ verb: 'add', kind: 'map', name: m.name, family: m.family, elements: come.map((e) => ({ value: e.key, owner: e.owner, chain: e.chain })) });
-      heldOps.push(ops[ops.length - 1]);
+      addOps.push({ verb: 'add', kind: 'map', name: m.name, family: m.family, elements: come.map((e) => ({ value: e.key, owner: e.owner, chain: e.chain })) });
     }
     changes.mapElementsRemoved += gone.length;
     changes.mapElementsAdded += come.length;
@@ -218,20 +214,17 @@ export function incrementalScript(prev: RulesetPlan, next: RulesetPlan, options:
   }
   // Shared port sets (render.ts portSetName) change only with chains: declare the new ones before
   // the chains that use them, delete the unused ones after the chains that used them.
+  // Rules of new chains name the sets the kernel holds (those of the previous plan) by name.
+  const existing = new Set<string>();
   if (changes.chainsAdded.length || changes.chainsRemoved.length) {
-    const before = portSets(prev);
-    const after = portSets(next);
+    const before = portSetRanges(prev);
+    const after = portSetRanges(next);
     const fresh: string[] = [];
-    const rangesOf = new Map<string, PortRanges>();
-    for (const c of change.chains) for (const r of c.rules) for (const m of r.matches) if (m.kind === 'l4' && m.ports && m.ports.length > 1) rangesOf.set(portSetName(m.ports), m.ports);
-    for (const [name, items] of after) {
+    for (const [name, ranges] of after) {
       if (before.has(name)) continue;
       changes.setsAdded.push(name);
-      if (!rangesOf.has(name)) for (const c of next.chains) for (const r of c.rules) for (const m of r.matches) if (m.kind === 'l4' && m.ports && m.ports.length > 1) rangesOf.set(portSetName(m.ports), m.ports);
-      const ranges = rangesOf.get(name);
-      if (!ranges) return { incremental: false, reason: `port set ${name} has no rule` };
       change.portSets.push({ name, ranges });
-      fresh.push(`add set inet ${t} ${assertName(name, 'set name')} { type inet_service; flags interval; elements = { ${items.join(', ')} }; }`);
+      fresh.push(`add set inet ${t} ${assertName(name, 'set name')} { type inet_service; flags interval; elements = { ${portItems(ranges).join(', ')} }; }`);
     }
     head.unshift(...fresh);
     for (const name of before.keys()) {
@@ -240,17 +233,15 @@ export function incrementalScript(prev: RulesetPlan, next: RulesetPlan, options:
       change.setsRemoved.push(name);
       tail.push(`delete set inet ${t} ${assertName(name, 'set name')}`);
     }
+    if (change.chains.length) {
+      for (const x of prev.sets) existing.add(x.name);
+      for (const x of prev.maps) existing.add(x.name);
+      for (const name of before.keys()) existing.add(name);
+    }
   }
-  change.elements = [...delOps, ...heldOps];
-  // Rules of new chains name the sets the kernel holds: those of the previous plan.
-  const existing = new Set<string>();
-  if (change.chains.length) {
-    for (const x of prev.sets) existing.add(x.name);
-    for (const x of prev.maps) existing.add(x.name);
-    for (const name of portSets(prev).keys()) existing.add(name);
-  }
+  change.elements = [...delOps, ...addOps];
   const lines = [...head, ...dels, ...adds, ...tail];
-  const elementOps = head.length === 0 && tail.length === 0 ? [...delOps, ...ops] : undefined;
+  const elementOps = head.length === 0 && tail.length === 0 ? change.elements : undefined;
   return { incremental: true, script: lines.length ? `${lines.join('\n')}\n` : '', changes, empty: lines.length === 0, elementOps, netlink: { change, existing } };
 }
 

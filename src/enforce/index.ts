@@ -6,7 +6,7 @@ import { IptablesBackend, type IptablesOptions } from './backends/iptables/backe
 import { NftBackend } from './backends/nft/backend.js';
 import { compile, type CompileOptions } from './compile/compile.js';
 import { buildEnforcementInput, type InputOptions } from './compile/input.js';
-import type { RulesetPlan } from './plan-model.js';
+import { capacitiesOf, type RulesetPlan } from './plan-model.js';
 import { incrementalScript, type IncrementalChanges } from './incremental.js';
 import { DEFAULT_STATE_DIR, dropNewest, kernelInstance, loadApplied, saveApplied, clearApplied, type AppliedRecord } from './state.js';
 import { diffSummaries, formatDiff, type RulesetDiff } from './summary.js';
@@ -93,9 +93,7 @@ async function heldPlan(b: NftBackend | IptablesBackend, options: EnforceOptions
   const last = loadApplied(options.stateDir ?? DEFAULT_STATE_DIR, 'nft');
   const mark = last?.generation;
   if (!last || !mark || last.target !== b.table || mark.instance !== kernelInstance() || (await b.generation()) !== mark.value) return undefined;
-  const capacities = new Map<string, number>();
-  for (const x of [...last.plan.sets, ...last.plan.maps]) if (x.size !== undefined) capacities.set(x.name, x.size);
-  return { plan: last.plan, capacities };
+  return { plan: last.plan, capacities: capacitiesOf(last.plan) };
 }
 
 /**

@@ -128,6 +128,14 @@ export function setCapacity(elements: number): number {
   return c;
 }
 
+/** The capacities (`size`) of a plan's sets and maps, by name (CompileOptions.capacities). */
+export function capacitiesOf(plan: Pick<RulesetPlan, 'sets' | 'maps'>): Map<string, number> {
+  const out = new Map<string, number>();
+  for (const x of plan.sets) if (x.size !== undefined) out.set(x.name, x.size);
+  for (const x of plan.maps) if (x.size !== undefined) out.set(x.name, x.size);
+  return out;
+}
+
 export interface RulesetPlan {
   sets: AddressSet[];
   maps: VerdictMap[];

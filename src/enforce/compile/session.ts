@@ -22,7 +22,7 @@ import { cidrContains, parseCidr, type Family } from '../../model/address.js';
 import { SYNTHETIC, type EndpointSelector, type Peer, type PolicySet } from '../../model/ir.js';
 import { resolveWorld } from '../../analysis/resolve.js';
 import { endpointDisplayName, type Endpoint, type World } from '../../model/world.js';
-import type { AddressSet, MapElement, PlanChain, PlanRule, RulesetPlan, VerdictMap } from '../plan-model.js';
+import { capacitiesOf, type AddressSet, type MapElement, type PlanChain, type PlanRule, type RulesetPlan, type VerdictMap } from '../plan-model.js';
 import { canonicalAddress, safeComment } from '../validate.js';
 import { compile, endpointFamilies, type CompileOptions } from './compile.js';
 import { buildEnforcementInput, enforcementInputFrom, type InputOptions } from './input.js';
@@ -266,9 +266,7 @@ export class CompileSession {
     const input = buildEnforcementInput(world, policies, this.options);
     const families = endpointFamilies(input.endpoints);
     // Sets and maps keep the capacities the kernel has while they fit (CompileOptions.capacities).
-    const capacities = new Map<string, number>();
-    if (this.prev) for (const x of [...this.prev.plan.sets, ...this.prev.plan.maps]) if (x.size !== undefined) capacities.set(x.name, x.size);
-    const plan = compile(input, { ...this.options, families, capacities });
+    const plan = compile(input, { ...this.options, families, capacities: this.prev ? capacitiesOf(this.prev.plan) : undefined });
     this.prev = { world, policies, policyKey, plan, families, sharedNetns: world.endpoints.some(isSharedNetns) };
     this.stats.full++;
     return { plan, mode: 'full', reason };

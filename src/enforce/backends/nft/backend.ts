@@ -5,7 +5,7 @@ import type { RulesetPlan } from '../../plan-model.js';
 import { emptySummary, planSummary, type RulesetSummary } from '../../summary.js';
 import { renderDelete, renderReplace, tableName } from './render.js';
 import { createHash } from 'node:crypto';
-import { sharedNetlink as netlinkSocket, type ElementChange } from './netlink.js';
+import { sharedNetlink as netlinkSocket, type ElementChange, type NftNetlink } from './netlink.js';
 import { applyTableChange, replaceTable, type TableChange } from './netlink-table.js';
 
 export interface NftOptions {
@@ -103,9 +103,14 @@ export class NftBackend {
    * load). Throws when any of them fails; the kernel then keeps what it had.
    */
   async applyElements(changes: ElementChange[]): Promise<void> {
+    await this.socket().apply(this.table, changes);
+  }
+
+  /** The netlink socket, for a change that must go over it. */
+  private socket(): NftNetlink {
     const nl = this.netlinkAvailable ? netlinkSocket() : undefined;
     if (!nl) throw new Error('netlink is not available here');
-    await nl.apply(this.table, changes);
+    return nl;
   }
 
   /**
@@ -114,9 +119,7 @@ export class NftBackend {
    * whole table into its cache. Throws when the kernel refuses any part; it then keeps what it had.
    */
   async applyChange(change: TableChange, group: number, existing: ReadonlySet<string>): Promise<void> {
-    const nl = this.netlinkAvailable ? netlinkSocket() : undefined;
-    if (!nl) throw new Error('netlink is not available here');
-    await applyTableChange(nl, change, this.table, group, existing);
+    await applyTableChange(this.socket(), change, this.table, group, existing);
   }
 
   async exists(): Promise<boolean> {

@@ -14,7 +14,7 @@ import type { PortRanges } from '../../../model/connset.js';
 import type { AddressSet, Match, PlanChain, PlanRule, RulesetPlan, VerdictMap } from '../../plan-model.js';
 import { assertName, safeComment, safeLogPrefix } from '../../validate.js';
 import { encodeElements, intervalOf, NetlinkError, type ElementChange, type NftNetlink } from './netlink.js';
-import { chainComment, NFT_HOOK, portSetName, tableName, validSize } from './render.js';
+import { chainComment, NFT_HOOK, portSetName, portSetRanges, tableName, validSize } from './render.js';
 
 // ---- constants (linux/netfilter/nf_tables.h, libnftnl udata, nft datatypes) ------------------
 
@@ -770,9 +770,7 @@ export function encodeTableBatch(plan: RulesetPlan, table: string, firstSeq: num
   const [base, per] = [plan.chains.filter((ch) => ch.hook), plan.chains.filter((ch) => !ch.hook)];
   const chains = [...per, ...base];
   for (const ch of chains) newChain(c, ch);
-  const ports = new Map<string, PortRanges>();
-  for (const ch of plan.chains) for (const r of ch.rules) for (const m of r.matches) if (m.kind === 'l4' && m.ports && m.ports.length > 1) ports.set(portSetName(m.ports), m.ports);
-  for (const name of [...ports.keys()].sort((a, b) => a.localeCompare(b))) portSet(c, name, ports.get(name)!);
+  for (const [name, ranges] of portSetRanges(plan)) portSet(c, name, ranges);
   for (const s of plan.sets) addressSet(c, s);
   for (const m of plan.maps) verdictMap(c, m);
   for (const ch of chains) for (const r of ch.rules) newRule(c, ch.name, r);

@@ -27,7 +27,8 @@ export function tableName(options: NftRenderOptions = {}): string {
   return t;
 }
 
-function portItems(r: PortRanges): string[] {
+/** A port list's elements as nft writes them (`80`, `9000-9100`). */
+export function portItems(r: PortRanges): string[] {
   return r.map(([a, b]) => (a === b ? `${a}` : `${a}-${b}`));
 }
 
@@ -59,10 +60,15 @@ function ports(r: PortRanges): string {
  * elements as nft writes them (`80`, `9000-9100`).
  */
 export function portSets(plan: Pick<RulesetPlan, 'chains'>): Map<string, string[]> {
-  const out = new Map<string, string[]>();
+  return new Map([...portSetRanges(plan)].map(([name, r]) => [name, portItems(r)]));
+}
+
+/** The port sets the plan's rules use, by name (the order the table lists them in): name -> its port list. */
+export function portSetRanges(plan: Pick<RulesetPlan, 'chains'>): Map<string, PortRanges> {
+  const out = new Map<string, PortRanges>();
   for (const c of plan.chains) {
     for (const r of c.rules) {
-      for (const m of r.matches) if (m.kind === 'l4' && m.ports && m.ports.length > 1) out.set(portSetName(m.ports), portItems(m.ports));
+      for (const m of r.matches) if (m.kind === 'l4' && m.ports && m.ports.length > 1) out.set(portSetName(m.ports), m.ports);
     }
   }
   return new Map([...out].sort(([a], [b]) => a.localeCompare(b)));
