@@ -197,8 +197,8 @@ try {
   // go), the file rewritten and the controller told with SIGHUP; its log says how the edit was
   // applied and how long the reconcile took (compile of the whole host, diff, kernel).
   if (POLICY_CHANGES > 0) {
-    const applied = () => readFileSync(join(dir, 'moat.log'), 'utf8').split('\n').filter((l) => l.includes('"ruleset applied"') && l.includes('policy reload')).map((l) => JSON.parse(l) as { mode: string; ms: number; compileMs: number; applyMs: number });
-    const rows: { mode: string; ms: number; compileMs: number; applyMs: number; untilStatus: number }[] = [];
+    const applied = () => readFileSync(join(dir, 'moat.log'), 'utf8').split('\n').filter((l) => l.includes('"ruleset applied"') && l.includes('policy reload')).map((l) => JSON.parse(l) as { mode: string; compile: string; compileReason?: string; ms: number; compileMs: number; applyMs: number });
+    const rows: { mode: string; compile: string; compileReason?: string; ms: number; compileMs: number; applyMs: number; untilStatus: number }[] = [];
     for (let r = 0; r < POLICY_CHANGES; r++) {
       const before = applied().length;
       const i = (r * 4 * 7 + 2) % groups.length; // a db group (every fourth, from the third)
@@ -217,7 +217,7 @@ try {
       await sleep(1500);
     }
     const med = (xs: number[]) => [...xs].sort((x, y) => x - y)[Math.floor(xs.length / 2)];
-    console.log(`policy edits (controller log, reconcile = compile of the whole host + diff + kernel): ${rows.length}, modes ${JSON.stringify(rows.map((x) => x.mode))}; reconcile median ${med(rows.map((x) => x.ms))} ms (compile ${med(rows.map((x) => x.compileMs))}, apply ${med(rows.map((x) => x.applyMs))}), max ${Math.max(...rows.map((x) => x.ms))} ms; all: ${JSON.stringify(rows.map((x) => [x.ms, x.compileMs, x.applyMs]))}; SIGHUP to the log line (incl. the file read and policy load, this script's 10 ms polling): median ${med(rows.map((x) => x.untilStatus))} ms`);
+    console.log(`policy edits (controller log, reconcile = labels, policy merge, compile + diff + kernel): ${rows.length}, apply modes ${JSON.stringify(rows.map((x) => x.mode))}, compile modes ${JSON.stringify(rows.map((x) => x.compile + (x.compileReason ? ` (${x.compileReason})` : '')))}; reconcile median ${med(rows.map((x) => x.ms))} ms (compile ${med(rows.map((x) => x.compileMs))}, apply ${med(rows.map((x) => x.applyMs))}), max ${Math.max(...rows.map((x) => x.ms))} ms; all: ${JSON.stringify(rows.map((x) => [x.ms, x.compileMs, x.applyMs]))}; SIGHUP to the log line (incl. the file read and policy load, this script's 10 ms polling): median ${med(rows.map((x) => x.untilStatus))} ms`);
   }
   if (process.argv.includes('--keep-log')) console.log(readFileSync(join(dir, 'moat.log'), 'utf8').split('\n').slice(-40).join('\n'));
 } finally {

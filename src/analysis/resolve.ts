@@ -74,6 +74,21 @@ function baseLabelsOf(e: Endpoint): Record<string, string> {
   return l;
 }
 
+/**
+ * An endpoint's labels with its groups, memoised per endpoint object and group list: the controller
+ * resolves the same containers in the same groups on every change, and at 10,000 endpoints in 400
+ * groups building these objects (each with a key of its own group) was most of a resolve. Read-only.
+ */
+const groupLabelMemo = new WeakMap<Endpoint, { groups: string; labels: Record<string, string> }>();
+function labelsWithGroups(e: Endpoint, groups: string[]): Record<string, string> {
+  const key = groups.length === 1 ? groups[0] : groups.join('\u0000');
+  const m = groupLabelMemo.get(e);
+  if (m && m.groups === key) return m.labels;
+  const labels = effectiveLabels(e, groups);
+  groupLabelMemo.set(e, { groups: key, labels });
+  return labels;
+}
+
 /** A node of resolveWorld's tree of selections: the policies on the path from the root, in order. */
 interface SelectionNode {
   parent?: SelectionNode;
@@ -149,7 +164,7 @@ export function resolveWorld(worldIn: World, policies: PolicySet): ResolvedWorld
       }
     }
   }
-  const labels = endpoints.map((e, i) => (groups[i].length ? effectiveLabels(e, groups[i]) : baseLabels[i]));
+  const labels = endpoints.map((e, i) => (groups[i].length ? labelsWithGroups(e, groups[i]) : baseLabels[i]));
 
   // Selectors are matched once each: memoized by object and by content (many rules repeat a selector),
   // and a selector that names its namespaces only looks at those namespaces' endpoints (byNamespace).

@@ -65,8 +65,15 @@ function changed<T>(a: T[], b: T[], same: (x: T, y: T) => boolean, key: (x: T) =
     ha--;
     hb--;
   }
-  const ma = a.slice(lo, ha);
-  const mb = b.slice(lo, hb);
+  let ma = a.slice(lo, ha);
+  let mb = b.slice(lo, hb);
+  if (ma.length === 0 || mb.length === 0) return { gone: ma, come: mb };
+  // Elements that are the same objects in both (a compile session's policy delta keeps the others'
+  // elements, wherever its changes sit in the list) need no key text; the rest are compared by key.
+  const objsA = new Set(ma);
+  const objsB = new Set(mb);
+  ma = ma.filter((x) => !objsB.has(x));
+  mb = mb.filter((x) => !objsA.has(x));
   if (ma.length === 0 || mb.length === 0) return { gone: ma, come: mb };
   const before = new Set(ma.map(key));
   const after = new Set(mb.map(key));

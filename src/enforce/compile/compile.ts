@@ -26,10 +26,16 @@ export interface CompileOptions {
    * the plan diff would then replace the whole table.
    */
   capacities?: ReadonlyMap<string, number>;
+  /**
+   * The owner comment of each endpoint address of the whole world (`ctr:<id>` of the first endpoint
+   * with it), when the input holds only some endpoints: the compile session's policy delta passes the
+   * previous plan's, so that peer set elements of the other endpoints carry their owners.
+   */
+  addressOwner?: (address: string) => string | undefined;
 }
 
 /** A set's or map's capacity: the one the kernel has while it fits and is not far too large, else `fresh`. */
-function keptCapacity(capacities: ReadonlyMap<string, number> | undefined, name: string, elements: number, fresh: number): number {
+export function keptCapacity(capacities: ReadonlyMap<string, number> | undefined, name: string, elements: number, fresh: number): number {
   const had = capacities?.get(name);
   return had !== undefined && elements <= had && had <= 4 * fresh ? had : fresh;
 }
@@ -337,10 +343,12 @@ export function compile(input: EnforcementInput, options: CompileOptions = {}): 
   for (let i = 0; i < input.endpoints.length; i++) {
     for (const a of input.endpoints[i].addresses) if (!firstClaim.has(a)) firstClaim.set(a, i);
   }
-  const ownerOfAddress = (a: string): string | undefined => {
-    const i = firstClaim.get(a);
-    return i === undefined ? undefined : owners[i];
-  };
+  const ownerOfAddress =
+    options.addressOwner ??
+    ((a: string): string | undefined => {
+      const i = firstClaim.get(a);
+      return i === undefined ? undefined : owners[i];
+    });
   const families = options.families ?? endpointFamilies(input.endpoints);
   const b = new Builder(ownerOfAddress, group, families);
 

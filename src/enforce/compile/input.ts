@@ -47,7 +47,12 @@ function canon(address: string, warnings: string[], where: string | Endpoint): s
   }
 }
 
-export function enforcementInputFrom(rw: ResolvedWorld, options: InputOptions = {}): EnforcementInput {
+/**
+ * `only`: the endpoints (indices of `rw.endpoints`) to resolve; the others are left out of the
+ * result, though their addresses still fill the peers that select them (the compile session's policy
+ * delta resolves just the containers a changed policy selects).
+ */
+export function enforcementInputFrom(rw: ResolvedWorld, options: InputOptions = {}, only?: ReadonlySet<number>): EnforcementInput {
   const warnings: string[] = [];
   const networks: ResolvedNetwork[] = [...rw.networks.values()].map((n) => {
     const managed = n.driver === 'bridge' && n.labels?.[MANAGED_LABEL] !== 'false' && !(options.unmanagedNetworks ?? []).includes(n.name);
@@ -233,6 +238,7 @@ export function enforcementInputFrom(rw: ResolvedWorld, options: InputOptions = 
 
   const endpoints: ResolvedEndpoint[] = [];
   for (let i = 0; i < rw.endpoints.length; i++) {
+    if (only && !only.has(i)) continue;
     const e = rw.endpoints[i];
     const display = endpointDisplayName(e);
     if (rw.netnsOwner(i) !== i) continue; // its traffic is its netns owner's, as in the analyzer

@@ -14,17 +14,24 @@
 // by identity (the common head and tail of the two lists are skipped), and an index of the plan says
 // which sets, maps and chains hold each container's contributions.
 //
-// Anything the fast path cannot prove equal to a full compile falls back to one: a policy or network
-// change, a new identity, egress rules with named ports (their clauses depend on every destination),
-// shared network namespaces, an address claimed twice, a new address family, or more than a handful of
-// changes at once. `test/unit/enforce/session.test.ts` checks the results against full compiles.
+// A policy change with the world unchanged is a policy delta: only the containers a changed policy
+// selects (before or after) can get other rules, so they alone are resolved and compiled (against the
+// whole world, for the peers of the changed policies), and their map elements and chain ownership are
+// replaced in the previous plan; chains and sets nothing uses any more go.
+//
+// Anything the fast paths cannot prove equal to a full compile falls back to one: a network change, a
+// change of groups, allowlists, stance, namespace labels or internal ranges, policies and containers
+// changed at once, reordered policies, a new identity from a container, egress rules with named ports
+// (for container deltas: their clauses depend on every destination), shared network namespaces, an
+// address claimed twice, a new address family, or more than a handful of changes at once.
+// `test/unit/enforce/session.test.ts` checks the results against full compiles.
 import { cidrContains, parseCidr, type Family } from '../../model/address.js';
-import { SYNTHETIC, type EndpointSelector, type Peer, type PolicySet } from '../../model/ir.js';
+import { SYNTHETIC, type EndpointSelector, type Peer, type Policy, type PolicySet } from '../../model/ir.js';
 import { resolveWorld } from '../../analysis/resolve.js';
 import { endpointDisplayName, type Endpoint, type World } from '../../model/world.js';
-import { capacitiesOf, type AddressSet, type MapElement, type PlanChain, type PlanRule, type RulesetPlan, type VerdictMap } from '../plan-model.js';
+import { capacitiesOf, mapCapacity, type AddressSet, type MapElement, type PlanChain, type PlanRule, type RulesetPlan, type VerdictMap } from '../plan-model.js';
 import { canonicalAddress, safeComment } from '../validate.js';
-import { compile, endpointFamilies, type CompileOptions } from './compile.js';
+import { compile, endpointFamilies, keptCapacity, type CompileOptions } from './compile.js';
 import { buildEnforcementInput, enforcementInputFrom, type InputOptions } from './input.js';
 
 function canon(ip: string): string {
@@ -42,7 +49,8 @@ export interface SessionOptions extends CompileOptions, InputOptions {
 
 export interface SessionResult {
   plan: RulesetPlan;
-  mode: 'full' | 'delta';
+  /** `delta`: containers came or went; `policy-delta`: policies changed, the world did not. */
+  mode: 'full' | 'delta' | 'policy-delta';
   /** Why a full compile was needed. */
   reason?: string;
 }
@@ -206,6 +214,54 @@ function coveredByCidr(set: AddressSet, addr: string): boolean {
   return false;
 }
 
+/** The endpoint warnings of enforcementInputFrom that depend on the policies (after the display name). */
+const POLICY_WARNINGS = ["uses the host's network: moat does not filter the host, its policies are not enforced", 'has no known address on a managed network: its policies are not enforced'];
+
+// Policies compared by content without source positions (a line added above a policy moves it, not
+// its meaning); memoised per object (the controller hands the same objects over until a file changes).
+const noPos = (k: string, v: unknown) => (k === 'pos' ? undefined : v);
+const policyTextMemo = new WeakMap<Policy, string>();
+function policyText(p: Policy): string {
+  let t = policyTextMemo.get(p);
+  if (t === undefined) policyTextMemo.set(p, (t = JSON.stringify(p, noPos)));
+  return t;
+}
+const restTextMemo = new WeakMap<PolicySet, string>();
+/** Everything of a policy set but its policies that the plan depends on. */
+function restText(p: PolicySet): string {
+  let t = restTextMemo.get(p);
+  if (t === undefined) restTextMemo.set(p, (t = JSON.stringify([p.groups, p.publishedPortAllowlists, p.defaultStance, p.namespaceLabels, p.internalRanges], noPos)));
+  return t;
+}
+
+/**
+ * The ids of the policies added, removed or changed from `before` to `after`, or why the change is
+ * more than that (groups, allowlists, the default stance, namespace labels or internal ranges changed;
+ * policies that stay changed order, which orders their rules; an id used twice).
+ */
+export function changedPolicies(before: PolicySet, after: PolicySet): { changed: Set<string> } | { reason: string } {
+  if (restText(before) !== restText(after)) return { reason: 'groups, allowlists, stance, namespace labels or internal ranges changed' };
+  const was = new Map<string, Policy>();
+  for (const p of before.policies) {
+    if (was.has(p.id)) return { reason: `policy id ${p.id} used twice` };
+    was.set(p.id, p);
+  }
+  const is = new Map<string, Policy>();
+  for (const p of after.policies) {
+    if (is.has(p.id)) return { reason: `policy id ${p.id} used twice` };
+    is.set(p.id, p);
+  }
+  const changed = new Set<string>();
+  for (const [id, p] of was) {
+    const q = is.get(id);
+    if (!q || (q !== p && policyText(q) !== policyText(p))) changed.add(id);
+  }
+  for (const id of is.keys()) if (!was.has(id)) changed.add(id);
+  const kept = (list: Policy[], other: Map<string, Policy>) => list.filter((p) => other.has(p.id)).map((p) => p.id);
+  if (!sameList(kept(before.policies, is), kept(after.policies, was))) return { reason: 'policies reordered' };
+  return { changed };
+}
+
 export class CompileSession {
   private prev: Prev | undefined;
   private peerCache = new Map<string, Peer[] | null>();
@@ -225,7 +281,7 @@ export class CompileSession {
     return p;
   }
   /** Counters for tests and metrics. */
-  readonly stats = { full: 0, delta: 0 };
+  readonly stats = { full: 0, delta: 0, policyDelta: 0 };
 
   constructor(private readonly options: SessionOptions = {}) {}
 
@@ -250,16 +306,25 @@ export class CompileSession {
    * means a full compile); the caller computes it from the policy files and labels.
    */
   compile(world: World, policies: PolicySet, policyKey: string): SessionResult {
-    const why = this.prev ? this.deltaBlocker(this.prev, world, policies, policyKey) : 'no previous plan';
-    if (why === undefined) {
-      const r = this.delta(this.prev!, world, policies);
+    const prev = this.prev;
+    if (!prev) return this.full(world, policies, policyKey, 'no previous plan');
+    const why = this.worldBlocker(prev, world);
+    if (why !== undefined) return this.full(world, policies, policyKey, why);
+    if (policyKey !== prev.policyKey) {
+      const r = this.policyDelta(prev, world, policies, policyKey);
       if (r.plan) {
-        this.stats.delta++;
-        return { plan: r.plan, mode: 'delta' };
+        this.stats.policyDelta++;
+        return { plan: r.plan, mode: 'policy-delta' };
       }
-      return this.full(world, policies, policyKey, r.reason);
+      return this.full(world, policies, policyKey, `policy changed: ${r.reason}`);
     }
-    return this.full(world, policies, policyKey, why);
+    if (hasEgressNamedPorts(policies)) return this.full(world, policies, policyKey, 'egress rules with named ports');
+    const r = this.delta(prev, world, policies);
+    if (r.plan) {
+      this.stats.delta++;
+      return { plan: r.plan, mode: 'delta' };
+    }
+    return this.full(world, policies, policyKey, r.reason);
   }
 
   private full(world: World, policies: PolicySet, policyKey: string, reason: string): SessionResult {
@@ -272,13 +337,11 @@ export class CompileSession {
     return { plan, mode: 'full', reason };
   }
 
-  /** Why the change from the previous world cannot be a delta (undefined: it may be). */
-  private deltaBlocker(prev: Prev, world: World, policies: PolicySet, policyKey: string): string | undefined {
-    if (policyKey !== prev.policyKey) return 'policy changed';
+  /** Why the change from the previous world cannot be a delta of either kind (undefined: it may be). */
+  private worldBlocker(prev: Prev, world: World): string | undefined {
     if (!sameList(world.networks, prev.world.networks)) return 'networks changed';
     if (JSON.stringify(world.namespaces) !== JSON.stringify(prev.world.namespaces)) return 'namespaces changed';
     if (JSON.stringify(world.host) !== JSON.stringify(prev.world.host)) return 'host changed';
-    if (hasEgressNamedPorts(policies)) return 'egress rules with named ports';
     // The previous world's answer; the containers added since are checked in delta().
     if (prev.sharedNetns) return 'shared network namespaces';
     return undefined;
@@ -308,6 +371,134 @@ export class CompileSession {
     }
     this.prev = { ...prev, world, policies, plan };
     return { plan, reason: '' };
+  }
+
+  /**
+   * The next plan after a policy change with the world unchanged, or why not. Only the containers
+   * that a changed policy selects (its old or new subject) can get other rules: the rules of a
+   * container come from the policies that select it, the allowlists and the default stance, and peer
+   * sets depend on the world and the groups, not on which policies name them. So those containers are
+   * resolved and compiled alone (against the whole world, for the peers of the changed policies), and
+   * the plan keeps everything else: their map elements and chain ownership are replaced, chains left
+   * without owners and sets no rule names any more go, new chains and sets come in.
+   */
+  private policyDelta(prev: Prev, world: World, policies: PolicySet, policyKey: string): { plan?: RulesetPlan; reason: string } {
+    if (!sameList(world.endpoints, prev.world.endpoints)) return { reason: 'containers changed too' };
+    if (prev.plan.warnings.some((w) => /claimed by/.test(w))) return { reason: 'an address is claimed twice' };
+    const diff = changedPolicies(prev.policies, policies);
+    if ('reason' in diff) return diff;
+    const plan = prev.plan;
+    const ix = (prev.index ??= indexPlan(plan));
+    if (diff.changed.size === 0) {
+      this.prev = { ...prev, world, policies, policyKey };
+      return { plan, reason: '' };
+    }
+    const rw = resolveWorld(world, policies);
+    const affected = new Set<number>();
+    const before = new Map(prev.policies.policies.map((p) => [p.id, p]));
+    const subjects = [...policies.policies.filter((p) => diff.changed.has(p.id)), ...[...diff.changed].flatMap((id) => before.get(id) ?? [])];
+    for (const p of subjects) for (const i of rw.memberIndices(p.subject)) affected.add(i);
+    if (affected.size > Math.max(8, world.endpoints.length / 2)) return { reason: `${affected.size} of ${world.endpoints.length} containers affected` };
+    const input = enforcementInputFrom(rw, this.options, affected);
+    // Peer set elements of the other containers carry their owners as in a full compile.
+    const small = compile(input, { ...this.options, families: prev.families, addressOwner: (a) => ix.addrOwner.get(a) });
+    if (small.warnings.some((w) => /claimed by/.test(w))) return { reason: 'an address is claimed twice' };
+    const ids = new Set([...affected].map((i) => rw.endpoints[i].id));
+    const owners = new Set([...ids].map((id) => safeComment(`ctr:${id}`)));
+
+    // Chains: the affected containers leave the chains they owned and join those of the small plan.
+    const touched = new Set<string>();
+    for (const id of ids) for (const n of ix.idChains.get(id) ?? []) touched.add(n);
+    const fresh = new Map<string, PlanChain>();
+    for (const c of small.chains) if (!c.hook) fresh.set(c.name, c);
+    const chains: PlanChain[] = [];
+    for (const c of plan.chains) {
+      const join = fresh.get(c.name);
+      if (!join && !touched.has(c.name)) {
+        chains.push(c);
+        continue;
+      }
+      let left = touched.has(c.name) ? c.owners.filter((o) => !ids.has(o)) : c.owners;
+      if (join) {
+        left = left.concat(join.owners);
+        fresh.delete(c.name);
+      }
+      if (left.length || c.hook) chains.push({ ...c, owners: left });
+    }
+    if (fresh.size) {
+      // The full compile's order: base chains first, then by name.
+      for (const c of fresh.values()) chains.push(c);
+      chains.sort((a, b) => (a.hook ? 0 : 1) - (b.hook ? 0 : 1) || (a.hook || b.hook ? 0 : a.name.localeCompare(b.name)));
+    }
+
+    // Sets: those some rule still names, and the new ones (peers of the changed policies).
+    const setRefs = new Map<string, number>();
+    const prefixes = new Set<string>();
+    for (const c of chains) {
+      for (const r of c.rules) {
+        for (const n of setsOf(r)) setRefs.set(n, (setRefs.get(n) ?? 0) + 1);
+        if (r.log) prefixes.add(r.log);
+      }
+    }
+    const had = new Set(plan.sets.map((x) => x.name));
+    let sets = plan.sets.filter((x) => FIXED_SETS.has(x.name) || setRefs.has(x.name));
+    const newSets = small.sets.filter((x) => !FIXED_SETS.has(x.name) && !had.has(x.name) && setRefs.has(x.name));
+    if (newSets.length) {
+      const peerSets = sets.filter((x) => !FIXED_SETS.has(x.name)).concat(newSets);
+      peerSets.sort((x, y) => x.name.localeCompare(y.name));
+      sets = sets.filter((x) => FIXED_SETS.has(x.name)).concat(peerSets);
+    }
+
+    // Verdict maps: the affected containers' elements are the small plan's, in the place of their
+    // old ones (the order of a full compile, which keeps the next plan diff's common head and tail
+    // long); a container new to a map comes last.
+    const capacities = capacitiesOf(plan);
+    const smallMaps = new Map(small.maps.map((m) => [m.name, m.elements]));
+    const maps = plan.maps.map((m) => {
+      const mine = new Map<string, MapElement[]>();
+      for (const el of smallMaps.get(m.name) ?? []) {
+        const list = mine.get(el.owner);
+        if (list) list.push(el);
+        else mine.set(el.owner, [el]);
+      }
+      let touched = mine.size > 0;
+      const elements: MapElement[] = [];
+      for (const el of m.elements) {
+        if (!owners.has(el.owner)) {
+          elements.push(el);
+          continue;
+        }
+        touched = true;
+        const repl = mine.get(el.owner);
+        if (repl) {
+          for (const x of repl) elements.push(x);
+          mine.delete(el.owner);
+        }
+      }
+      if (!touched) return m;
+      for (const rest of mine.values()) for (const x of rest) elements.push(x);
+      return { ...m, elements, size: keptCapacity(capacities, m.name, elements.length, mapCapacity(elements.length)) };
+    });
+
+    const logPrefixes: RulesetPlan['logPrefixes'] = {};
+    for (const from of [plan.logPrefixes, small.logPrefixes]) for (const [p, v] of Object.entries(from)) if (prefixes.has(p) && !(p in logPrefixes)) logPrefixes[p] = v;
+    // The warnings that depend on policies: those of the affected containers are the small plan's.
+    const displays = [...affected].map((i) => endpointDisplayName(rw.endpoints[i]));
+    const policyWarnings = new Set(displays.flatMap((d) => POLICY_WARNINGS.map((w) => `${d} ${w}`)));
+    const warnings = plan.warnings.filter((w) => !policyWarnings.has(w)).concat(small.warnings.filter((w) => policyWarnings.has(w)));
+    const next: RulesetPlan = { ...plan, sets, maps, chains, logPrefixes, warnings };
+
+    // The index follows (addresses and their owners are the world's, unchanged).
+    for (const id of ids) ix.idChains.delete(id);
+    for (const c of small.chains) if (!c.hook) for (const o of c.owners) addTo(ix.idChains, o, c.name);
+    for (const o of owners) ix.ownerMaps.delete(o);
+    for (const m of small.maps) for (const el of m.elements) addTo(ix.ownerMaps, el.owner, m.name);
+    for (const x of newSets) for (const el of x.elements) if (el.owner.startsWith('ctr:')) addTo(ix.ownerSets, el.owner, x.name);
+    ix.chainNames = new Set(chains.map((c) => c.name));
+    ix.chainPos = chainPositions(chains);
+    ix.setRefs = setRefs;
+    this.prev = { ...prev, world, policies, policyKey, plan: next, index: ix };
+    return { plan: next, reason: '' };
   }
 
   /** Containers added and removed, by id (the lists' orders differ). */

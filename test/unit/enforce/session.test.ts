@@ -125,10 +125,14 @@ test('a policy change, a network change or a burst is a full compile', () => {
   const s = new CompileSession();
   assert.equal(s.compile(world, policies, 'a').mode, 'full');
   assert.equal(s.compile({ ...world, endpoints: world.endpoints.slice(1) }, policies, 'a').mode, 'delta');
-  assert.equal(s.compile({ ...world, endpoints: world.endpoints.slice(1) }, policies, 'b').reason, 'policy changed');
+  // Another policy key with the same policies and world: a policy delta that changes nothing.
+  const same = s.compile({ ...world, endpoints: world.endpoints.slice(1) }, policies, 'b');
+  assert.equal(same.mode, 'policy-delta');
   assert.equal(s.compile({ ...world, endpoints: world.endpoints.slice(1), networks: [...world.networks] }, policies, 'b').mode, 'delta', 'same network objects in a new array are the same networks');
   assert.equal(s.compile({ ...world, endpoints: world.endpoints.slice(1), networks: world.networks.slice(1) }, policies, 'b').reason, 'networks changed');
   assert.match(s.compile({ ...world, endpoints: world.endpoints.slice(20), networks: world.networks.slice(1) }, policies, 'b').reason ?? '', /changes at once/);
+  // Policies and containers changed at once: a full compile.
+  assert.equal(s.compile({ ...world, endpoints: world.endpoints.slice(21), networks: world.networks.slice(1) }, { ...policies, policies: policies.policies.slice(1) }, 'c').reason, 'policy changed: containers changed too');
 });
 
 /** Replica k of an endpoint: the same identity on a new address (100.120.x.y, free in the synthetic host). */
@@ -241,10 +245,11 @@ test('a policy change after container churn keeps the capacities the kernel has 
   const churned = { ...world, endpoints: [...endpoints] };
   const fresh = compilePlan(churned, policies);
   assert.ok(fresh.sets.find((x) => x.name === grown!.name)!.size! > grown.size, 'a compile without the kernel capacities sizes it larger');
-  // The policy change: one policy's ports. A full compile, with the capacities the kernel has.
-  const changed = { ...policies, policies: policies.policies.map((p, i) => (i === 0 ? { ...p, ingress: [{ ...p.ingress[0], ports: [{ protocol: 'TCP' as const, port: 7001 }, { protocol: 'TCP' as const, port: 7005 }] }, ...p.ingress.slice(1)] } : p)) };
+  // The policy change: one policy's ports, and namespace labels that no selector reads (so the
+  // change is not a policy delta). A full compile, with the capacities the kernel has.
+  const changed = { ...policies, namespaceLabels: { unused: { a: 'b' } }, policies: policies.policies.map((p, i) => (i === 0 ? { ...p, ingress: [{ ...p.ingress[0], ports: [{ protocol: 'TCP' as const, port: 7001 }, { protocol: 'TCP' as const, port: 7005 }] }, ...p.ingress.slice(1)] } : p)) };
   const r = s.compile(churned, changed, 'q');
-  assert.equal(r.mode, 'full');
+  assert.equal(r.mode, 'full', r.reason);
   assert.deepEqual(capacities(r.plan).map((c) => [c.name, c.size]).filter(([n]) => capacities(last).some((c) => c.name === n)), capacities(last).filter((c) => capacities(r.plan).some((x) => x.name === c.name)).map((c) => [c.name, c.size]));
   const d = incrementalScript(last, r.plan);
   assert.ok(d.incremental, d.incremental ? '' : d.reason);
@@ -273,4 +278,141 @@ test('a full compile leaves the delta index for idle time (prepare), and a delta
   assert.equal(r.mode, 'delta');
   assert.deepEqual(normal(r.plan), normal(compilePlan(smaller, policies)));
   assert.equal(s.prepare(), false, 'the delta built it');
+});
+
+/** A policy set changed in one random way (a new object; unchanged policies keep theirs). */
+function mutated(p: PolicySet, rand: () => number, k: number): { policies: PolicySet; op: string } {
+  const list = [...p.policies];
+  const at = () => Math.floor(rand() * list.length);
+  const r = rand();
+  const clone = <T>(x: T): T => structuredClone(x);
+  let op: string;
+  if (r < 0.2 && list.length) {
+    op = 'ports';
+    const i = at();
+    const q = clone(list[i]);
+    const rules = q.ingress.length ? q.ingress : q.egress;
+    if (rules.length) rules[0].ports = [{ protocol: 'TCP', port: 1000 + (k % 50) }, ...(rules[0].ports ?? []).filter((x) => !('name' in x))];
+    else q.ingress.push({ action: 'allow', peers: 'all', ports: [{ protocol: 'UDP', port: 2000 + k }] });
+    list[i] = q;
+  } else if (r < 0.3 && list.length > 2) {
+    op = 'remove';
+    list.splice(at(), 1);
+  } else if (r < 0.45 && list.length) {
+    op = 'add';
+    const q = clone(list[at()]);
+    q.id = `${q.id}+copy${k}`;
+    q.name = `${q.name}+copy${k}`;
+    if (q.ingress[0]) q.ingress[0].ports = [{ protocol: 'TCP', port: 3000 + k }];
+    list.splice(at(), 0, q);
+  } else if (r < 0.55 && list.length > 1) {
+    op = 'subject';
+    const i = at();
+    list[i] = { ...clone(list[i]), subject: clone(list[at()].subject) };
+  } else if (r < 0.65 && list.length) {
+    op = 'isolation';
+    const i = at();
+    const q = clone(list[i]);
+    q.isolates = { ingress: !q.isolates.ingress, egress: q.isolates.egress };
+    list[i] = q;
+  } else if (r < 0.75 && list.length > 1) {
+    op = 'peers';
+    const i = at();
+    const q = clone(list[i]);
+    const other = list[at()];
+    const rule = q.ingress[0] ?? q.egress[0];
+    const peers = (other.ingress[0] ?? other.egress[0])?.peers;
+    if (rule) rule.peers = rand() < 0.3 ? [{ kind: 'host' }, { kind: 'cidr', cidr: `198.18.${k % 200}.0/24`, except: [] }] : peers ? clone(peers) : 'all';
+    list[i] = q;
+  } else if (r < 0.8 && list.length > 1) {
+    op = 'deny';
+    const i = at();
+    const q = clone(list[i]);
+    q.egress.push({ action: 'deny', peers: [{ kind: 'internet' }] });
+    list[i] = q;
+  } else if (r < 0.85 && list.length > 1) {
+    op = 'reorder';
+    const i = at();
+    const j = at();
+    [list[i], list[j]] = [list[j], list[i]];
+  } else {
+    // The same policies as new objects, moved in their file (a line added above them).
+    op = 'same';
+    for (let i = 0; i < list.length; i++) list[i] = { ...clone(list[i]), pos: { file: 'x.yaml', line: 10 + k, col: 1 } };
+  }
+  return { policies: { ...p, policies: list }, op };
+}
+
+function runMixed(name: string, base: World, start: PolicySet, steps: number, seed: number, newAddress: (k: number, like: Endpoint) => Endpoint['attachments']) {
+  const rand = rng(seed);
+  const session = new CompileSession();
+  let endpoints = [...base.endpoints];
+  let policies = start;
+  let key = 0;
+  const ops: Record<string, string[]> = {};
+  for (let i = 0; i < steps; i++) {
+    let op = 'containers';
+    if (rand() < 0.5) {
+      const m = mutated(policies, rand, i);
+      policies = m.policies;
+      op = m.op;
+      key++;
+    } else if (rand() < 0.5 && endpoints.length > 2) {
+      const gone = endpoints[Math.floor(rand() * endpoints.length)];
+      endpoints = endpoints.filter((e) => e !== gone);
+    } else {
+      const like = endpoints[Math.floor(rand() * endpoints.length)];
+      endpoints.push({ ...like, id: `${like.namespace}/rep${i}`, name: `rep${i}`, containerName: `rep${i}`, attachments: newAddress(i, like) });
+    }
+    const world: World = { ...base, endpoints: [...endpoints] };
+    const got = session.compile(world, policies, `k${key}`);
+    (ops[op] ??= []).push(got.mode);
+    const want = compilePlan(world, policies);
+    const where = `${name}: step ${i}, ${op} (${got.mode}${got.reason ? `: ${got.reason}` : ''})`;
+    assert.deepEqual(normal(got.plan), normal(want), `${where} differs from a full compile`);
+    assert.deepEqual([...got.plan.warnings].sort(), [...want.warnings].sort(), `${where}: warnings`);
+    // The chains keep the full compile's order (base chains first, then by name), and so do the sets.
+    assert.deepEqual(got.plan.chains.map((c) => c.name), want.chains.map((c) => c.name), `${where}: chain order`);
+    assert.deepEqual(got.plan.sets.map((c) => c.name), want.sets.map((c) => c.name), `${where}: set order`);
+    assert.deepEqual(capacities(got.plan), capacities(want), `${where}: capacities`);
+  }
+  return { ops, stats: session.stats };
+}
+
+const replicaAddress = (k: number, like: Endpoint) => like.attachments.map((a, j) => ({ ...a, ipv4: a.ipv4 ? `100.${120 + j}.${Math.floor(k / 200)}.${(k % 200) + 1}` : undefined }));
+
+test('a policy change with the world unchanged is a policy delta equal to a full compile, step by step with container churn (synthetic host)', () => {
+  const world = syntheticWorld(300);
+  const { ops, stats } = runMixed('synthetic', world, syntheticPolicies(30, 300), 140, 21, replicaAddress);
+  assert.ok(stats.policyDelta >= 40, `policy deltas: ${stats.policyDelta} (${JSON.stringify(ops)})`);
+  assert.ok(stats.delta >= 20, `container deltas: ${stats.delta}`);
+  // Reordered policies order their rules otherwise: a full compile.
+  for (const m of ops.reorder ?? []) assert.equal(m, 'full');
+  for (const m of ops.same ?? []) assert.equal(m, 'policy-delta', 'moved, not changed');
+});
+
+test('policy deltas equal full compiles (three-tier: groups, allowlists, IPv6)', () => {
+  const v6 = (k: number, like: Endpoint) => like.attachments.map((a) => ({ ...a, ipv4: a.ipv4 ? a.ipv4.replace(/\.\d+$/, `.${100 + (k % 150)}`) : undefined, ipv6: a.ipv6 ? a.ipv6.replace(/:[0-9a-f]+$/, `:${(0x100 + k).toString(16)}`) : undefined }));
+  const { stats } = runMixed('three-tier', threeTierWorld(), threeTierPolicies(), 80, 5, v6);
+  assert.ok(stats.policyDelta >= 20, `policy deltas: ${stats.policyDelta}`);
+});
+
+test('policy deltas equal full compiles (a moat policy file of groups, edited)', () => {
+  const world = syntheticWorld(200);
+  const file = (port: number, extra: string) =>
+    `apiVersion: moat/v1\nkind: Policy\nmetadata:\n  name: groups\ngroups:\n` +
+    ['syn0', 'syn1'].map((ns) => `  ${ns}-api:\n    select: { namespace: ${ns}, labels: { tier: api } }\n    ingress:\n      - from: [${ns}-web]\n        ports: [${ns === 'syn0' ? port : 8080}]\n  ${ns}-web:\n    select: { namespace: ${ns}, labels: { tier: web } }\n    egress:\n      - to: [${ns}-api]\n`).join('') +
+    extra;
+  const s = new CompileSession();
+  const one = loadPolicyFile('/virtual/g.yaml', file(8080, '')).policySet;
+  s.compile(world, one, 'a');
+  s.prepare();
+  // Each edit reloads the file: every policy a new object, one changed.
+  for (const [i, text] of [file(8081, ''), file(8082, ''), file(8082, `  syn1-db:\n    select: { namespace: syn1, labels: { tier: db } }\n    ingress:\n      - from: [syn1-api]\n        ports: [5432]\n`), file(8083, '')].entries()) {
+    const next = loadPolicyFile('/virtual/g.yaml', text).policySet;
+    const r = s.compile(world, next, `b${i}`);
+    assert.deepEqual(normal(r.plan), normal(compilePlan(world, next)), `edit ${i} (${r.mode}: ${r.reason ?? ''})`);
+    // A new group is a change of the groups: a full compile; the others are policy deltas.
+    assert.equal(r.mode, i === 2 || i === 3 ? 'full' : 'policy-delta', `edit ${i}: ${r.reason ?? ''}`);
+  }
 });
