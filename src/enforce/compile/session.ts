@@ -6,9 +6,10 @@
 //     leaves its chains' owners; chains left without owners, sets no rule refers to any more and
 //     their NFLOG prefixes go.
 //   added container:   compiled alone (with the whole world's address families, the networks it is on
-//     and the policies whose scope can include its namespace). Its chains must be chains of the plan
-//     already (a known identity); its addresses join `known` and the verdict maps, and each peer set
-//     of the plan whose peer selectors match it (decided from the set's peer list).
+//     and the policies whose scope can include its namespace). Its chains are chains of the plan (a
+//     known identity) or new ones whose rules name only sets the plan has (a new identity); its
+//     addresses join `known` and the verdict maps, and each peer set of the plan whose peer selectors
+//     match it (decided from the set's peer list).
 //
 // The work per change does not grow with the number of containers: the changed containers are found
 // by identity (the common head and tail of the two lists are skipped), and an index of the plan says
@@ -21,7 +22,7 @@
 //
 // Anything the fast paths cannot prove equal to a full compile falls back to one: a network change, a
 // change of groups, allowlists, stance, namespace labels or internal ranges, policies and containers
-// changed at once, reordered policies, a new identity from a container, egress rules with named ports
+// changed at once, reordered policies, a new identity whose rules need a set the plan lacks, egress rules with named ports
 // (for container deltas: their clauses depend on every destination), shared network namespaces, an
 // address claimed twice, a new address family, or more than a handful of changes at once.
 // `test/unit/enforce/session.test.ts` checks the results against full compiles.
@@ -93,6 +94,11 @@ interface PlanIndex {
   chainNames: Set<string>;
   /** Chain name -> its position in the plan's chain list (rebuilt when chains go). */
   chainPos: Map<string, number>;
+}
+
+/** The full compile's chain order: base chains first (as they are), then by name. */
+function chainOrder(a: PlanChain, b: PlanChain): number {
+  return (a.hook ? 0 : 1) - (b.hook ? 0 : 1) || (a.hook || b.hook ? 0 : a.name.localeCompare(b.name));
 }
 
 function chainPositions(chains: PlanChain[]): Map<string, number> {
@@ -428,7 +434,7 @@ export class CompileSession {
     if (fresh.size) {
       // The full compile's order: base chains first, then by name.
       for (const c of fresh.values()) chains.push(c);
-      chains.sort((a, b) => (a.hook ? 0 : 1) - (b.hook ? 0 : 1) || (a.hook || b.hook ? 0 : a.name.localeCompare(b.name)));
+      chains.sort(chainOrder);
     }
 
     // Sets: those some rule still names, and the new ones (peers of the changed policies).
@@ -595,19 +601,26 @@ export class CompileSession {
     }
     if (small.warnings.some((w) => /claimed by/.test(w))) return { reason: 'address claimed twice' };
 
-    // Its chains must be chains of the plan (a known identity).
+    // Its chains: chains of the plan (a known identity), or new ones (a new identity) whose rules name
+    // only sets the plan has: their members are the whole world's, and the new containers join them
+    // below. A rule naming a set the plan lacks needs its members from the whole world: a full compile.
     const chainOwners = new Map<string, string[]>();
-    for (const m of small.maps) {
-      for (const el of m.elements) {
-        if (!freshAddrs.has(el.key)) continue;
-        if (!ix.chainNames.has(el.chain)) return { reason: `new identity (chain ${el.chain})` };
-      }
-    }
+    const newChains: PlanChain[] = [];
     for (const c of small.chains) {
       if (c.hook) continue;
       const mine = c.owners.filter((o) => freshIds.has(o));
-      if (mine.length) chainOwners.set(c.name, mine);
-      if (mine.length && !ix.chainNames.has(c.name)) return { reason: `new identity (chain ${c.name})` };
+      if (!mine.length) continue;
+      if (ix.chainNames.has(c.name)) {
+        chainOwners.set(c.name, mine);
+        continue;
+      }
+      for (const r of c.rules) for (const n of setsOf(r)) if (!FIXED_SETS.has(n) && !((ix.setRefs.get(n) ?? 0) > 0)) return { reason: `new identity (chain ${c.name}) with a new set` };
+      newChains.push({ ...c, owners: mine });
+    }
+    for (const m of small.maps) {
+      for (const el of m.elements) {
+        if (freshAddrs.has(el.key) && !ix.chainNames.has(el.chain) && !newChains.some((c) => c.name === el.chain)) return { reason: `new identity (chain ${el.chain})` };
+      }
     }
 
     // Membership: a set of containers chosen by selectors takes a new container's addresses (of its
@@ -660,6 +673,23 @@ export class CompileSession {
       if (i === undefined || chains[i]?.name !== name) i = (ix.chainPos = chainPositions(chains)).get(name)!;
       chains[i] = { ...chains[i], owners: chains[i].owners.concat(ids) };
     }
+    let logPrefixes = plan.logPrefixes;
+    if (newChains.length) {
+      for (const c of newChains) chains.push(c);
+      chains.sort(chainOrder);
+      ix.chainPos = chainPositions(chains);
+      for (const c of newChains) {
+        ix.chainNames.add(c.name);
+        for (const id of c.owners) addTo(ix.idChains, id, c.name);
+        for (const r of c.rules) {
+          for (const n of setsOf(r)) ix.setRefs.set(n, (ix.setRefs.get(n) ?? 0) + 1);
+          if (r.log && !(r.log in logPrefixes)) {
+            if (logPrefixes === plan.logPrefixes) logPrefixes = { ...plan.logPrefixes };
+            logPrefixes[r.log] = small.logPrefixes[r.log];
+          }
+        }
+      }
+    }
     const names = fresh.map(endpointDisplayName);
     const warnings = [...plan.warnings, ...small.warnings.filter((w) => names.some((n) => w.includes(n)) && !plan.warnings.includes(w))];
 
@@ -667,6 +697,6 @@ export class CompileSession {
     for (const [name, els] of additions) for (const el of els) addTo(ix.ownerSets, el.owner, name);
     for (const [name, els] of mapAdds) for (const el of els) addTo(ix.ownerMaps, el.owner, name);
     for (const [name, ids] of chainOwners) for (const id of ids) addTo(ix.idChains, id, name);
-    return { plan: { ...plan, sets, maps, chains, warnings }, reason: '' };
+    return { plan: { ...plan, sets, maps, chains, logPrefixes, warnings }, reason: '' };
   }
 }

@@ -65,6 +65,13 @@ function run(name: string, base: World, policies: PolicySet, steps: number, seed
       const like = pick();
       endpoints.push({ ...like, id: `${like.namespace}/new${k}`, name: `new${k}`, containerName: `new${k}`, attachments: like.attachments.map((a) => ({ network: a.network })) });
       k++;
+    } else if (r < 0.68) {
+      // A container with another mix of known labels (often an identity no container has yet, under
+      // the same policies: a new chain whose sets the plan has).
+      const like = pick();
+      const other = pick();
+      endpoints.push({ ...like, id: `${like.namespace}/mix${k}`, name: `mix${k}`, containerName: `mix${k}`, labels: { ...like.labels, ...other.labels, ...(rand() < 0.5 ? { extra: 'yes' } : {}) }, attachments: newAddress(k, like) });
+      k++;
     } else if (r < 0.72) {
       // A container of a new identity (labels no other container has).
       const like = pick();
@@ -86,9 +93,20 @@ function run(name: string, base: World, policies: PolicySet, steps: number, seed
   return { modes, stats: session.stats };
 }
 
+/**
+ * The synthetic policies and one more that selects containers labelled `extra=yes` in syn0 (none at
+ * first), with the peers and ports of an existing policy: a container that carries the label is a new
+ * identity whose rules name only sets the plan has.
+ */
+function withExtraPolicy(policies: PolicySet): PolicySet {
+  const api = policies.policies.find((p) => p.id === 'bench:syn0/p1')!;
+  const extra = { ...api, id: 'test:extra', name: 'extra', subject: { namespaces: { kind: 'names' as const, names: ['syn0'] }, labels: { matchLabels: { extra: 'yes' } } }, ingress: [{ ...api.ingress[0], ports: [{ protocol: 'TCP' as const, port: 8443 }] }] };
+  return { ...policies, policies: [...policies.policies, extra] };
+}
+
 test('incremental compile equals a full compile step by step (synthetic host, 200 endpoints)', () => {
   const world = syntheticWorld(200);
-  const policies = syntheticPolicies(20, 200);
+  const policies = withExtraPolicy(syntheticPolicies(20, 200));
   const { stats } = run('synthetic', world, policies, 120, 7, (k, like) => like.attachments.map((a, j) => ({ ...a, ipv4: a.ipv4 ? `100.${120 + j}.${Math.floor(k / 200)}.${(k % 200) + 1}` : undefined })));
   assert.ok(stats.delta >= 60, `fast path taken ${stats.delta} times of 120 (full: ${stats.full})`);
   assert.ok(stats.full >= 1, 'new identities force full compiles');
@@ -414,5 +432,73 @@ test('policy deltas equal full compiles (a moat policy file of groups, edited)',
     assert.deepEqual(normal(r.plan), normal(compilePlan(world, next)), `edit ${i} (${r.mode}: ${r.reason ?? ''})`);
     // A new group is a change of the groups: a full compile; the others are policy deltas.
     assert.equal(r.mode, i === 2 || i === 3 ? 'full' : 'policy-delta', `edit ${i}: ${r.reason ?? ''}`);
+  }
+});
+
+test('a container of a new identity is a delta when its rules name only sets the plan has, and a full compile otherwise', () => {
+  const world = syntheticWorld(200);
+  const policies = withExtraPolicy(syntheticPolicies(20, 200));
+  // A policy for a tier no container has yet, allowing from a selector nothing else names.
+  policies.policies.push({ id: 'test:odd', name: 'odd', kind: 'label', subject: { namespaces: { kind: 'names', names: ['syn0'] }, labels: { matchLabels: { tier: 'odd' } } }, isolates: { ingress: true, egress: false }, ingress: [{ action: 'allow', peers: [{ kind: 'endpoints', selector: { namespaces: { kind: 'names', names: ['syn0'] }, labels: { matchLabels: { tier: 'nowhere' } } } }] }], egress: [] });
+  const s = new CompileSession();
+  const base = s.compile(world, policies, 'p').plan;
+  s.prepare();
+  const like = world.endpoints.find((e) => e.namespace === 'syn0' && e.labels.tier === 'api')!;
+  // Another mix of known labels: the first candidate whose chains the plan does not have.
+  const names = new Set(base.chains.map((c) => c.name));
+  let k = 0;
+  let fresh: Endpoint | undefined;
+  const mixes: Record<string, string>[] = [{ tier: 'api' }, { tier: 'web', app: 'app3' }, { tier: 'api', app: 'app1', extra: 'yes' }, { tier: 'db', extra: 'yes' }];
+  for (const labels of mixes) {
+    const e = { ...replica(like, k++), labels };
+    if (compilePlan({ ...world, endpoints: [...world.endpoints, e] }, policies).chains.some((c) => !names.has(c.name))) {
+      fresh = e;
+      break;
+    }
+  }
+  assert.ok(fresh, 'a label mix of a new identity');
+  const w1 = { ...world, endpoints: [...world.endpoints, fresh!] };
+  const r1 = s.compile(w1, policies, 'p');
+  assert.equal(r1.mode, 'delta', r1.reason);
+  assert.deepEqual(normal(r1.plan), normal(compilePlan(w1, policies)));
+  const d1 = incrementalScript(base, r1.plan);
+  assert.ok(d1.incremental && d1.changes.chainsAdded.length > 0, 'new chains in the kernel');
+  // It goes again: its chains go with it.
+  const r2 = s.compile({ ...world, endpoints: [...world.endpoints] }, policies, 'p');
+  assert.equal(r2.mode, 'delta', r2.reason);
+  assert.deepEqual(normal(r2.plan), normal(base));
+  // A container whose rules name a set the plan lacks (its members are the whole world's): full.
+  const odd = { ...replica(like, k++), labels: { tier: 'odd' } };
+  const w3 = { ...world, endpoints: [...world.endpoints, odd] };
+  const r3 = s.compile(w3, policies, 'p');
+  assert.equal(r3.mode, 'full');
+  assert.match(r3.reason ?? '', /new identity .* with a new set/);
+  assert.deepEqual(normal(r3.plan), normal(compilePlan(w3, policies)));
+});
+
+test('a new identity\'s chain keeps the sets it names (and its log prefix) while it lives, whoever else leaves', () => {
+  const world = syntheticWorld(200);
+  const policies = withExtraPolicy(syntheticPolicies(20, 200));
+  const s = new CompileSession();
+  s.compile(world, policies, 'p');
+  s.prepare();
+  const like = world.endpoints.find((e) => e.namespace === 'syn0' && e.labels.tier === 'api')!;
+  // Selected by the extra policy alone: its own chain, isolated by that policy (a log prefix of its own),
+  // naming the peer set of the syn0 api policies.
+  const x = { ...replica(like, 0), labels: { extra: 'yes' } };
+  let endpoints = [...world.endpoints, x];
+  const r = s.compile({ ...world, endpoints: [...endpoints] }, policies, 'p');
+  assert.equal(r.mode, 'delta', r.reason);
+  assert.ok(Object.keys(r.plan.logPrefixes).some((p) => p.includes('test:extra')), 'its log prefix');
+  assert.deepEqual(normal(r.plan), normal(compilePlan({ ...world, endpoints }, policies)));
+  // The syn0 api containers leave, a few at a time: the set stays for x's chain.
+  const api = world.endpoints.filter((e) => e.namespace === 'syn0' && e.labels.tier === 'api');
+  for (let i = 0; i < api.length; i += 6) {
+    const gone = new Set(api.slice(i, i + 6));
+    endpoints = endpoints.filter((e) => !gone.has(e));
+    const w = { ...world, endpoints: [...endpoints] };
+    const step = s.compile(w, policies, 'p');
+    assert.equal(step.mode, 'delta', step.reason);
+    assert.deepEqual(normal(step.plan), normal(compilePlan(w, policies)), `after ${i + gone.size} of ${api.length} left`);
   }
 });
