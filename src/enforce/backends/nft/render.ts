@@ -66,12 +66,24 @@ export function portSets(plan: Pick<RulesetPlan, 'chains'>): Map<string, string[
 /** The port sets the plan's rules use, by name (the order the table lists them in): name -> its port list. */
 export function portSetRanges(plan: Pick<RulesetPlan, 'chains'>): Map<string, PortRanges> {
   const out = new Map<string, PortRanges>();
-  for (const c of plan.chains) {
-    for (const r of c.rules) {
-      for (const m of r.matches) if (m.kind === 'l4' && m.ports && m.ports.length > 1) out.set(portSetName(m.ports), m.ports);
-    }
-  }
+  for (const c of plan.chains) for (const [name, ranges] of chainPortSets(c)) out.set(name, ranges);
   return new Map([...out].sort(([a], [b]) => a.localeCompare(b)));
+}
+
+// Per chain object: plans share their unchanged chains (the compile session's deltas, the plan diff's
+// two sides), so a plan's port sets cost a lookup per chain instead of a walk of every rule's matches.
+const chainPortSetMemo = new WeakMap<PlanChain, [string, PortRanges][]>();
+const NO_PORT_SETS: [string, PortRanges][] = [];
+function chainPortSets(c: PlanChain): [string, PortRanges][] {
+  let v = chainPortSetMemo.get(c);
+  if (!v) {
+    v = NO_PORT_SETS;
+    for (const r of c.rules) {
+      for (const m of r.matches) if (m.kind === 'l4' && m.ports && m.ports.length > 1) v = [...v, [portSetName(m.ports), m.ports]];
+    }
+    chainPortSetMemo.set(c, v);
+  }
+  return v;
 }
 
 /** A port set's declaration. */
