@@ -343,11 +343,16 @@ export function compile(input: EnforcementInput, options: CompileOptions = {}): 
   for (let i = 0; i < input.endpoints.length; i++) {
     for (const a of input.endpoints[i].addresses) if (!firstClaim.has(a)) firstClaim.set(a, i);
   }
+  // Addresses on unmanaged networks are their container's too (they fill peer sets, not `known`).
+  const unmanagedOwner = (a: string): string | undefined => {
+    const id = input.unmanagedOwners?.get(a);
+    return id === undefined ? undefined : safeComment(`ctr:${id}`);
+  };
   const ownerOfAddress =
     options.addressOwner ??
     ((a: string): string | undefined => {
       const i = firstClaim.get(a);
-      return i === undefined ? undefined : owners[i];
+      return i === undefined ? unmanagedOwner(a) : owners[i];
     });
   const families = options.families ?? endpointFamilies(input.endpoints);
   const b = new Builder(ownerOfAddress, group, families);

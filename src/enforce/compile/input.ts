@@ -272,7 +272,20 @@ export function enforcementInputFrom(rw: ResolvedWorld, options: InputOptions = 
     }
     endpoints.push({ id: e.id, display, addresses, ingress, egress, published });
   }
+  // Addresses on unmanaged networks, of every endpoint (in order: the first one owns an address).
+  const unmanagedOwners = new Map<string, string>();
+  for (let i = 0; i < rw.endpoints.length; i++) {
+    const e = rw.endpoints[i];
+    if (rw.netnsOwner(i) !== i || e.networkMode.kind !== 'bridge') continue;
+    for (const a of e.attachments) {
+      if (managedNames.has(a.network)) continue;
+      for (const x of [a.ipv4, a.ipv6]) {
+        const c = x ? canon(x, [], e) : undefined;
+        if (c && !unmanagedOwners.has(c)) unmanagedOwners.set(c, e.id);
+      }
+    }
+  }
   const internalRanges = rw.internalRanges.map((c) => c.text);
   void ConnSet;
-  return { endpoints, networks, internalRanges, defaultStance: rw.policies.defaultStance, warnings };
+  return { endpoints, networks, internalRanges, defaultStance: rw.policies.defaultStance, warnings, unmanagedOwners };
 }

@@ -69,4 +69,10 @@ export interface EnforcementInput {
   internalRanges: string[];
   defaultStance: DefaultStance;
   warnings: string[];
+  /**
+   * Container addresses on networks moat does not manage (they still fill the peer sets of the
+   * containers' selectors): address -> id of the first endpoint with it, of every endpoint in the
+   * world (also those `only` left out), so that those elements carry their container as owner.
+   */
+  unmanagedOwners?: Map<string, string>;
 }

@@ -15,16 +15,17 @@
 // by identity (the common head and tail of the two lists are skipped), and an index of the plan says
 // which sets, maps and chains hold each container's contributions.
 //
-// A policy change with the world unchanged is a policy delta: only the containers a changed policy
-// selects (before or after) can get other rules, so they alone are resolved and compiled (against the
-// whole world, for the peers of the changed policies), and their map elements and chain ownership are
-// replaced in the previous plan; chains and sets nothing uses any more go.
+// A policy change is a policy delta: only the containers a changed policy selects (before or after)
+// can get other rules, so they alone are resolved and compiled (against the whole world, for the peers
+// of the changed policies), and their map elements and chain ownership are replaced in the previous
+// plan; chains and sets nothing uses any more go. Containers that came or went in the same change are
+// then a container delta from there.
 //
 // Anything the fast paths cannot prove equal to a full compile falls back to one: a network change, a
-// change of groups, allowlists, stance, namespace labels or internal ranges, policies and containers
-// changed at once, reordered policies, a new identity whose rules need a set the plan lacks, egress rules with named ports
-// (for container deltas: their clauses depend on every destination), shared network namespaces, an
-// address claimed twice, a new address family, or more than a handful of changes at once.
+// change of groups, allowlists, stance, namespace labels or internal ranges, reordered policies, a new
+// identity whose rules need a set the plan lacks, egress rules with named ports (for container deltas:
+// their clauses depend on every destination), shared network namespaces, an address claimed twice, a
+// new address family, or more than a handful of changes at once.
 // `test/unit/enforce/session.test.ts` checks the results against full compiles.
 import { cidrContains, parseCidr, type Family } from '../../model/address.js';
 import { SYNTHETIC, type EndpointSelector, type Peer, type Policy, type PolicySet } from '../../model/ir.js';
@@ -50,7 +51,7 @@ export interface SessionOptions extends CompileOptions, InputOptions {
 
 export interface SessionResult {
   plan: RulesetPlan;
-  /** `delta`: containers came or went; `policy-delta`: policies changed, the world did not. */
+  /** `delta`: containers came or went; `policy-delta`: policies changed (and maybe a few containers). */
   mode: 'full' | 'delta' | 'policy-delta';
   /** Why a full compile was needed. */
   reason?: string;
@@ -317,12 +318,20 @@ export class CompileSession {
     const why = this.worldBlocker(prev, world);
     if (why !== undefined) return this.full(world, policies, policyKey, why);
     if (policyKey !== prev.policyKey) {
-      const r = this.policyDelta(prev, world, policies, policyKey);
-      if (r.plan) {
+      // Policies and containers changed at once (a labelled container of a new service brings its
+      // label policy): the policy delta on the previous world, then the container delta from there.
+      const sameWorld = sameList(world.endpoints, prev.world.endpoints);
+      const r = this.policyDelta(prev, sameWorld ? world : prev.world, policies, policyKey);
+      if (!r.plan) return this.full(world, policies, policyKey, `policy changed: ${r.reason}`);
+      if (!sameWorld) {
+        if (hasEgressNamedPorts(policies)) return this.full(world, policies, policyKey, 'policy changed, and containers under egress rules with named ports');
+        const c = this.delta(this.prev!, world, policies);
+        if (!c.plan) return this.full(world, policies, policyKey, `policy changed, and containers: ${c.reason}`);
         this.stats.policyDelta++;
-        return { plan: r.plan, mode: 'policy-delta' };
+        return { plan: c.plan, mode: 'policy-delta' };
       }
-      return this.full(world, policies, policyKey, `policy changed: ${r.reason}`);
+      this.stats.policyDelta++;
+      return { plan: r.plan, mode: 'policy-delta' };
     }
     if (hasEgressNamedPorts(policies)) return this.full(world, policies, policyKey, 'egress rules with named ports');
     const r = this.delta(prev, world, policies);
@@ -380,7 +389,8 @@ export class CompileSession {
   }
 
   /**
-   * The next plan after a policy change with the world unchanged, or why not. Only the containers
+   * The next plan after a policy change, for the previous world (`world` holds the same containers),
+   * or why not. Only the containers
    * that a changed policy selects (its old or new subject) can get other rules: the rules of a
    * container come from the policies that select it, the allowlists and the default stance, and peer
    * sets depend on the world and the groups, not on which policies name them. So those containers are
@@ -389,7 +399,6 @@ export class CompileSession {
    * without owners and sets no rule names any more go, new chains and sets come in.
    */
   private policyDelta(prev: Prev, world: World, policies: PolicySet, policyKey: string): { plan?: RulesetPlan; reason: string } {
-    if (!sameList(world.endpoints, prev.world.endpoints)) return { reason: 'containers changed too' };
     if (prev.plan.warnings.some((w) => /claimed by/.test(w))) return { reason: 'an address is claimed twice' };
     const diff = changedPolicies(prev.policies, policies);
     if ('reason' in diff) return diff;
@@ -407,7 +416,15 @@ export class CompileSession {
     if (affected.size > Math.max(8, world.endpoints.length / 2)) return { reason: `${affected.size} of ${world.endpoints.length} containers affected` };
     const input = enforcementInputFrom(rw, this.options, affected);
     // Peer set elements of the other containers carry their owners as in a full compile.
-    const small = compile(input, { ...this.options, families: prev.families, addressOwner: (a) => ix.addrOwner.get(a) });
+    const unmanaged = input.unmanagedOwners;
+    const small = compile(input, {
+      ...this.options,
+      families: prev.families,
+      addressOwner: (a) => {
+        const id = unmanaged?.get(a);
+        return ix.addrOwner.get(a) ?? (id === undefined ? undefined : safeComment(`ctr:${id}`));
+      },
+    });
     if (small.warnings.some((w) => /claimed by/.test(w))) return { reason: 'an address is claimed twice' };
     const ids = new Set([...affected].map((i) => rw.endpoints[i].id));
     const owners = new Set([...ids].map((id) => safeComment(`ctr:${id}`)));
@@ -589,6 +606,9 @@ export class CompileSession {
     const freshIds = new Set(fresh.map((e) => e.id));
     const freshInput = input.endpoints.filter((e) => freshIds.has(e.id));
     if (freshInput.length !== fresh.length) return { reason: 'a new container is not enforced the plain way' };
+    // Its addresses on unmanaged networks fill peer sets too, owned by whichever container comes first
+    // in the world: a full compile decides.
+    for (const id of input.unmanagedOwners?.values() ?? []) if (freshIds.has(id)) return { reason: 'a new container on an unmanaged network' };
     if (endpointFamilies(freshInput).some((f) => !families.includes(f))) return { reason: 'a new address family' };
     const small = compile(input, { ...this.options, families });
 

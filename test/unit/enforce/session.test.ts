@@ -149,8 +149,12 @@ test('a policy change, a network change or a burst is a full compile', () => {
   assert.equal(s.compile({ ...world, endpoints: world.endpoints.slice(1), networks: [...world.networks] }, policies, 'b').mode, 'delta', 'same network objects in a new array are the same networks');
   assert.equal(s.compile({ ...world, endpoints: world.endpoints.slice(1), networks: world.networks.slice(1) }, policies, 'b').reason, 'networks changed');
   assert.match(s.compile({ ...world, endpoints: world.endpoints.slice(20), networks: world.networks.slice(1) }, policies, 'b').reason ?? '', /changes at once/);
-  // Policies and containers changed at once: a full compile.
-  assert.equal(s.compile({ ...world, endpoints: world.endpoints.slice(21), networks: world.networks.slice(1) }, { ...policies, policies: policies.policies.slice(1) }, 'c').reason, 'policy changed: containers changed too');
+  // Policies and containers changed at once: a policy delta, then a container delta.
+  const both = { ...world, endpoints: world.endpoints.slice(21), networks: world.networks.slice(1) };
+  const fewer = { ...policies, policies: policies.policies.slice(1) };
+  const r = s.compile(both, fewer, 'c');
+  assert.equal(r.mode, 'policy-delta', r.reason);
+  assert.deepEqual(normal(r.plan), normal(compilePlan(both, fewer)));
 });
 
 /** Replica k of an endpoint: the same identity on a new address (100.120.x.y, free in the synthetic host). */
@@ -370,17 +374,24 @@ function runMixed(name: string, base: World, start: PolicySet, steps: number, se
   const ops: Record<string, string[]> = {};
   for (let i = 0; i < steps; i++) {
     let op = 'containers';
-    if (rand() < 0.5) {
+    const r = rand();
+    if (r < 0.65) {
       const m = mutated(policies, rand, i);
       policies = m.policies;
       op = m.op;
       key++;
-    } else if (rand() < 0.5 && endpoints.length > 2) {
-      const gone = endpoints[Math.floor(rand() * endpoints.length)];
-      endpoints = endpoints.filter((e) => e !== gone);
-    } else {
-      const like = endpoints[Math.floor(rand() * endpoints.length)];
-      endpoints.push({ ...like, id: `${like.namespace}/rep${i}`, name: `rep${i}`, containerName: `rep${i}`, attachments: newAddress(i, like) });
+    }
+    // Containers: alone, or with the policy change (a labelled container brings its policy).
+    if (r >= 0.5) {
+      if (r >= 0.65) op = 'containers';
+      else op += '+containers';
+      if (rand() < 0.5 && endpoints.length > 2) {
+        const gone = endpoints[Math.floor(rand() * endpoints.length)];
+        endpoints = endpoints.filter((e) => e !== gone);
+      } else {
+        const like = endpoints[Math.floor(rand() * endpoints.length)];
+        endpoints.push({ ...like, id: `${like.namespace}/rep${i}`, name: `rep${i}`, containerName: `rep${i}`, attachments: newAddress(i, like) });
+      }
     }
     const world: World = { ...base, endpoints: [...endpoints] };
     const got = session.compile(world, policies, `k${key}`);
@@ -392,7 +403,8 @@ function runMixed(name: string, base: World, start: PolicySet, steps: number, se
     // The chains keep the full compile's order (base chains first, then by name), and so do the sets.
     assert.deepEqual(got.plan.chains.map((c) => c.name), want.chains.map((c) => c.name), `${where}: chain order`);
     assert.deepEqual(got.plan.sets.map((c) => c.name), want.sets.map((c) => c.name), `${where}: set order`);
-    assert.deepEqual(capacities(got.plan), capacities(want), `${where}: capacities`);
+    // Capacities are the kernel's (kept while they fit), not always a fresh compile's: they must fit.
+    for (const c of capacities(got.plan)) assert.ok(c.n <= c.size, `${where}: ${c.n} elements in ${c.name} of ${c.size}`);
   }
   return { ops, stats: session.stats };
 }
@@ -405,8 +417,10 @@ test('a policy change with the world unchanged is a policy delta equal to a full
   assert.ok(stats.policyDelta >= 40, `policy deltas: ${stats.policyDelta} (${JSON.stringify(ops)})`);
   assert.ok(stats.delta >= 20, `container deltas: ${stats.delta}`);
   // Reordered policies order their rules otherwise: a full compile.
-  for (const m of ops.reorder ?? []) assert.equal(m, 'full');
+  for (const m of [...(ops.reorder ?? []), ...(ops['reorder+containers'] ?? [])]) assert.equal(m, 'full');
   for (const m of ops.same ?? []) assert.equal(m, 'policy-delta', 'moved, not changed');
+  const withContainers = Object.entries(ops).filter(([k]) => k.endsWith('+containers')).flatMap(([, v]) => v);
+  assert.ok(withContainers.filter((m) => m === 'policy-delta').length >= 10, `policy and container changes at once: ${JSON.stringify(withContainers)}`);
 });
 
 test('policy deltas equal full compiles (three-tier: groups, allowlists, IPv6)', () => {
@@ -501,4 +515,18 @@ test('a new identity\'s chain keeps the sets it names (and its log prefix) while
     assert.equal(step.mode, 'delta', step.reason);
     assert.deepEqual(normal(step.plan), normal(compilePlan(w, policies)), `after ${i + gone.size} of ${api.length} left`);
   }
+});
+
+test('containers on a network moat does not manage: their addresses there fill peer sets as their own, through deltas of both kinds', () => {
+  const w0 = syntheticWorld(200);
+  // syn0's front network opted out: its containers' addresses there are in peer sets, not in `known`.
+  const world: World = { ...w0, networks: w0.networks.map((n) => (n.name === 'syn0_front' ? { ...n, labels: { 'moat.managed': 'false' } } : n)) };
+  const plan = compilePlan(world, syntheticPolicies(20, 200));
+  const unmanaged = plan.sets.flatMap((x) => x.elements).filter((e) => e.value.startsWith('100.64.0.') && !e.value.includes('/'));
+  assert.ok(unmanaged.length > 0, 'addresses on the unmanaged network are in peer sets');
+  for (const e of unmanaged) assert.match(e.owner, /^ctr:syn0\//, `${e.value} is owned by its container`);
+  const { stats } = run('unmanaged', world, withExtraPolicy(syntheticPolicies(20, 200)), 80, 17, replicaAddress);
+  assert.ok(stats.delta >= 20, `container deltas: ${stats.delta}`);
+  const mixed = runMixed('unmanaged', world, syntheticPolicies(20, 200), 60, 29, replicaAddress);
+  assert.ok(mixed.stats.policyDelta >= 15, `policy deltas: ${mixed.stats.policyDelta}`);
 });
