@@ -9,6 +9,12 @@ export type L4 = 'tcp' | 'udp' | 'sctp';
 export type Match =
   /** Address in a named set of the plan. */
   | { kind: 'set'; dir: 'src' | 'dst'; family: Family; set: string; negate?: boolean }
+  /**
+   * Address in one fixed CIDR or address (canonical text, no `/32` or `/128`): a policy's only CIDR
+   * of a family, or a CIDR peer's only exception, written into the rule instead of a set of one
+   * element (nft `ip saddr 10.0.0.0/8`; iptables `-s`, or `-m iprange` when negated).
+   */
+  | { kind: 'cidr'; dir: 'src' | 'dst'; family: Family; cidr: string; negate?: boolean }
   /** Address is one of the host's own (nft `fib ... type local`, iptables `addrtype LOCAL`). */
   | { kind: 'local'; dir: 'src' | 'dst'; negate?: boolean }
   /** Layer-4 protocol with optional destination ports. */

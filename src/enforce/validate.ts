@@ -99,6 +99,13 @@ export function elementText(cidrOrAddress: string): { text: string; family: Fami
   return { text: c.prefix === full ? c.text.slice(0, c.text.indexOf('/')) : c.text, family: c.family };
 }
 
+/** A rule's CIDR or address, checked (canonical element text, of the family): it goes into rules as is. */
+export function cidrText(cidr: string, family: Family): string {
+  const t = elementText(cidr);
+  if (t.text !== cidr || t.family !== family) throw new Error(`invalid CIDR in a rule: ${JSON.stringify(cidr)}`);
+  return t.text;
+}
+
 export function assertPort(p: number): number {
   if (!Number.isInteger(p) || p < 1 || p > 65535) throw new Error(`invalid port: ${p}`);
   return p;

@@ -127,6 +127,12 @@ export function disjointElements(values: string[]): string[] {
   return kept.map((r) => r.text);
 }
 
+interface PeerEntry {
+  cidrs: Partial<Record<Family, string[]>>;
+  /** How the peer's addresses of a family are matched (null: not at all). */
+  sets: Partial<Record<Family, { set: string } | { cidr: string } | null>>;
+}
+
 class Builder {
   readonly sets = new Map<string, AddressSet>();
   readonly chains = new Map<string, PlanChain>();
@@ -174,10 +180,10 @@ class Builder {
   // same peer comes back for many identities: its per-family addresses and set names are worked out
   // once per peer object instead of per clause (a filtered copy of a large peer's addresses per clause
   // was much of the garbage of a compile). The names are those addressSet gives on the first call.
-  private readonly peerMemo = new Map<PeerAddresses, { cidrs: Partial<Record<Family, string[]>>; sets: Partial<Record<Family, string>> }>();
-  private readonly exceptMemo = new Map<PeerAddresses['cidrsExcept'][number], { cidr?: string; except?: string | null }>();
+  private readonly peerMemo = new Map<PeerAddresses, PeerEntry>();
+  private readonly exceptMemo = new Map<PeerAddresses['cidrsExcept'][number], { cidr?: string; except?: { set: string } | { cidr: string } | null }>();
 
-  private peerEntry(peer: PeerAddresses): { cidrs: Partial<Record<Family, string[]>>; sets: Partial<Record<Family, string>> } {
+  private peerEntry(peer: PeerAddresses): PeerEntry {
     let m = this.peerMemo.get(peer);
     if (!m) this.peerMemo.set(peer, (m = { cidrs: {}, sets: {} }));
     return m;
@@ -189,21 +195,35 @@ class Builder {
     return (m.cidrs[family] ??= peer.cidrs.filter((c) => (c.includes(':') ? 6 : 4) === family));
   }
 
-  /** The set of the peer's CIDRs of one family (addressSet, memoised per peer object). */
-  peerSet(peer: PeerAddresses, family: Family, owner: string): string {
+  /**
+   * How a peer's fixed CIDRs of one family are matched (memoised per peer object): a peer chosen by
+   * selectors always has its set (possibly empty: the first member of a family then adds an element,
+   * not a rule, and chain names stay stable); fixed CIDRs that come down to one CIDR are written into
+   * the rule (one comparison instead of a set lookup, one set fewer for the kernel to create and
+   * find by name), more than one have a set; none, nothing (undefined).
+   */
+  peerMatch(peer: PeerAddresses, family: Family, owner: string): { set: string } | { cidr: string } | undefined {
     const m = this.peerEntry(peer);
-    return (m.sets[family] ??= this.addressSet(this.peerCidrs(peer, family), family, 'peer', owner, peer.key, peer.dynamic ? peer.key : undefined));
+    let v = m.sets[family];
+    if (v === undefined) {
+      const cidrs = this.peerCidrs(peer, family);
+      const one = !peer.dynamic ? disjointElements(cidrs) : [];
+      v = m.sets[family] =
+        one.length === 1 ? { cidr: one[0] } : peer.dynamic || cidrs.length ? { set: this.addressSet(cidrs, family, 'peer', owner, peer.key, peer.dynamic ? peer.key : undefined) } : null;
+    }
+    return v ?? undefined;
   }
 
-  /** The sets of a CIDR with exceptions (the except set undefined when it has no CIDR of the family). */
-  exceptSets(peer: PeerAddresses, ce: PeerAddresses['cidrsExcept'][number], family: Family, owner: string): { cidr: string; except?: string } {
+  /** A CIDR with exceptions: the CIDR, and its exceptions of the family as one CIDR or a set (or none). */
+  exceptMatch(peer: PeerAddresses, ce: PeerAddresses['cidrsExcept'][number], family: Family, owner: string): { cidr: string; except?: { set: string } | { cidr: string } } {
     let m = this.exceptMemo.get(ce);
     if (!m) this.exceptMemo.set(ce, (m = {}));
     const k = peer.key !== undefined ? `${peer.key}|${ce.cidr}` : undefined;
-    m.cidr ??= this.addressSet([ce.cidr], family, 'peer', owner, k && `${k}|cidr`);
+    m.cidr ??= disjointElements([ce.cidr])[0];
     if (m.except === undefined) {
       const ex = ce.except.filter((c) => (c.includes(':') ? 6 : 4) === family);
-      m.except = ex.length ? this.addressSet(ex, family, 'peer except', owner, k && `${k}|except`) : null;
+      const one = disjointElements(ex);
+      m.except = one.length === 1 ? { cidr: one[0] } : ex.length ? { set: this.addressSet(ex, family, 'peer except', owner, k && `${k}|except`) } : null;
     }
     return m.except === null ? { cidr: m.cidr } : { cidr: m.cidr, except: m.except };
   }
@@ -245,16 +265,15 @@ function peerAlternatives(b: Builder, peer: PeerAddresses, dir: 'src' | 'dst', o
     for (const f of b.families) out.push([{ kind: 'set', dir, family: f, set: SET.notInternet(f), negate: true }, { kind: 'local', dir, negate: true }]);
   }
   for (const f of b.families) {
-    // A peer chosen by selectors keeps its (possibly empty) set in both families, so that the first
-    // member of a family adds an element, not a rule (chain names stay stable).
-    if (peer.dynamic || b.peerCidrs(peer, f).length) out.push([{ kind: 'set', dir, family: f, set: b.peerSet(peer, f, owner) }]);
+    const m = b.peerMatch(peer, f, owner);
+    if (m) out.push(['set' in m ? { kind: 'set', dir, family: f, set: m.set } : { kind: 'cidr', dir, family: f, cidr: m.cidr }]);
   }
   for (const ce of peer.cidrsExcept) {
     const f: Family = ce.cidr.includes(':') ? 6 : 4;
     if (!b.families.includes(f)) continue;
-    const sets = b.exceptSets(peer, ce, f, owner);
-    const alt: Match[] = [{ kind: 'set', dir, family: f, set: sets.cidr }];
-    if (sets.except !== undefined) alt.push({ kind: 'set', dir, family: f, set: sets.except, negate: true });
+    const m = b.exceptMatch(peer, ce, f, owner);
+    const alt: Match[] = [{ kind: 'cidr', dir, family: f, cidr: m.cidr }];
+    if (m.except) alt.push('set' in m.except ? { kind: 'set', dir, family: f, set: m.except.set, negate: true } : { kind: 'cidr', dir, family: f, cidr: m.except.cidr, negate: true });
     out.push(alt);
   }
   return out;

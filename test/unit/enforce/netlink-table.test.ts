@@ -72,6 +72,12 @@ function everyForm(): RulesetPlan {
         rule([{ kind: 'local', dir: 'src' }, { kind: 'l4', proto: 'tcp', ports: [[1, 65535]] }], { kind: 'return' }),
         rule([{ kind: 'local', dir: 'dst' }, { kind: 'l4', proto: 'tcp' }], { kind: 'return' }),
         rule([{ kind: 'l4other' }], { kind: 'return' }),
+        // Fixed CIDRs in the rule: whole-byte prefixes, others (mask), hosts, /0, negated, both families.
+        rule([{ kind: 'cidr', dir: 'src', family: 4, cidr: '100.64.0.0/10' }, { kind: 'cidr', dir: 'src', family: 4, cidr: '100.64.3.0/24', negate: true }, { kind: 'l4', proto: 'tcp', ports: [[9000, 9100]] }], { kind: 'return' }),
+        rule([{ kind: 'cidr', dir: 'dst', family: 4, cidr: '10.2.0.9' }, { kind: 'cidr', dir: 'src', family: 4, cidr: '0.0.0.0/0' }], { kind: 'return' }),
+        rule([{ kind: 'cidr', dir: 'src', family: 4, cidr: '10.1.2.0/23', negate: true }, { kind: 'cidr', dir: 'src', family: 4, cidr: '10.0.0.0/8' }], { kind: 'return' }),
+        rule([{ kind: 'cidr', dir: 'src', family: 6, cidr: 'fd00:1::/64' }, { kind: 'cidr', dir: 'src', family: 6, cidr: 'fd00:1::/57', negate: true }], { kind: 'return' }),
+        rule([{ kind: 'cidr', dir: 'dst', family: 6, cidr: 'fd00::1', negate: true }, { kind: 'l4', proto: 'udp' }], { kind: 'return' }),
         rule([{ kind: 'published', proto: 'tcp', hostPort: 8443 }, { kind: 'set', dir: 'src', family: 4, set: 'wide4' }], { kind: 'return' }, { comment: 'allowlist:t/pub' }),
         rule([{ kind: 'published', proto: 'udp', hostPort: 5353 }], { kind: 'drop' }, { counter: true, log: 'moat:pub:in:t/pub', comment: 'allowlist:t/pub' }),
         rule([], { kind: 'drop' }, { counter: true, log: 'moat:iso:in:t/every', comment: 'isolated-by:t/every,t/other' }),
@@ -220,7 +226,8 @@ function policyChangePlans(): { name: string; plan: RulesetPlan }[] {
   const p3 = structuredClone(p2);
   p3.policies.push({
     id: 'test:syn1/new', name: 'syn1/new', kind: 'label', subject: structuredClone(p3.policies[10].subject), isolates: { ingress: true, egress: true },
-    ingress: [{ action: 'allow', peers: [{ kind: 'cidr', cidr: '198.18.7.0/24', except: ['198.18.7.128/25'] }], ports: [{ protocol: 'TCP', port: 5432 }] }],
+    // A CIDR (written into the rule) with two exceptions (a new set).
+    ingress: [{ action: 'allow', peers: [{ kind: 'cidr', cidr: '198.18.7.0/24', except: ['198.18.7.128/25', '198.18.7.64/26'] }], ports: [{ protocol: 'TCP', port: 5432 }] }],
     egress: [{ action: 'deny', peers: [{ kind: 'internet' }] }],
   });
   return [

@@ -7,6 +7,7 @@ import { currentPlanShape, type RulesetPlan } from '../../../src/enforce/plan-mo
 import { chainComment, renderReplace } from '../../../src/enforce/backends/nft/render.js';
 import { ipsetDefs, renderIpsets, renderRestore, setNamesOf } from '../../../src/enforce/backends/iptables/render.js';
 import { threeTierPolicies, threeTierWorld } from '../../fixtures/enforce/three-tier.js';
+import { syntheticPolicies, syntheticWorld } from '../../../bench/enforce-world.js';
 import { canUseNetns, createNetns, deleteNetns, hasTool, inNetns } from './netns.js';
 
 const FIX = 'test/fixtures/enforce';
@@ -47,7 +48,8 @@ test('the nft ruleset isolates and allows what the policy says', () => {
   assert.match(script, /chain egress \{\n\t\ttype filter hook prerouting priority filter - 10; policy accept;\n\t\tcomment "moat:egress"\n\t\tct state established,related accept/);
   assert.match(script, /chain ingress \{\n\t\ttype filter hook postrouting priority filter - 10; policy accept;\n\t\tcomment "moat:ingress"\n\t\tct state established,related accept/);
   assert.match(script, /ip daddr != @notinet4 fib daddr type != local counter log prefix "moat:deny:eg:label:shop\/mysql" group 100 drop/);
-  assert.match(script, /ct status dnat meta l4proto tcp ct original proto-dst 80 ip saddr @p\w+ return/);
+  // The allowlist of one CIDR is written into the rule.
+  assert.match(script, /ct status dnat meta l4proto tcp ct original proto-dst 80 ip saddr 198\.18\.5\.0\/24 return/);
 });
 
 test('iptables ruleset matches the golden file and passes iptables-restore --test', { skip: (!canUseNetns() || !hasTool('ipset', ['version'])) && 'needs root, iptables and ipset' }, () => {
@@ -106,4 +108,27 @@ test('a plan recorded by an earlier moat (forward, input, output) renders like t
   assert.equal(renderReplace(upgraded, { table: 'moat' }), renderReplace(plan, { table: 'moat' }));
   // A current plan is left as it is.
   assert.equal(currentPlanShape(plan), plan);
+});
+
+test('a CIDR peer with one exception is written into the rules (nft: two comparisons; iptables: -s and -m iprange), and both kernels take it', { skip: (!canUseNetns() || !hasTool('ipset', ['version'])) && 'needs root, nft, iptables and ipset' }, () => {
+  const p = compilePlan(syntheticWorld(200), syntheticPolicies(20, 200));
+  const inline = p.chains.flatMap((c) => c.rules).filter((r) => r.matches.some((m) => m.kind === 'cidr' && m.negate));
+  assert.ok(inline.length > 0, 'rules with a CIDR and its exception');
+  assert.ok(!p.sets.some((x) => x.elements.length === 1 && x.elements[0].value === '100.64.0.0/10'), 'no set of the one CIDR');
+  const script = renderReplace(p, { table: 'moatcidr' });
+  assert.match(script, /ip saddr 100\.64\.0\.0\/10 ip saddr != 100\.6\d\.\d+\.0\/24 meta l4proto tcp th dport 900\d-9100 return/);
+  const defs = ipsetDefs(p);
+  const v4 = renderRestore(p, 4, jumps, [], setNamesOf(defs));
+  assert.match(v4, /-s 100\.64\.0\.0\/10 -m iprange ! --src-range 100\.6\d\.\d+\.0-100\.6\d\.\d+\.255 /);
+  const ns = createNetns();
+  namespaces.push(ns);
+  let r = inNetns(ns, 'nft', ['-f', '-'], script);
+  assert.equal(r.status, 0, r.stderr);
+  assert.equal(inNetns(ns, 'iptables', ['-N', 'DOCKER-USER']).status, 0);
+  r = inNetns(ns, 'ipset', ['restore'], renderIpsets(defs));
+  assert.equal(r.status, 0, r.stderr);
+  r = inNetns(ns, 'iptables-restore', ['--noflush'], v4);
+  assert.equal(r.status, 0, r.stderr);
+  const saved = inNetns(ns, 'iptables', ['-S']).stdout;
+  assert.match(saved, /-s 100\.64\.0\.0\/10 .*-m iprange ! --src-range 100\.6\d\.\d+\.0-100\.6\d\.\d+\.255/);
 });

@@ -9,8 +9,9 @@ import type { Family } from '../../../model/address.js';
 import type { PortRanges } from '../../../model/connset.js';
 import { createHash } from 'node:crypto';
 import type { AddressSet, Match, PlanChain, PlanRule, RulesetPlan } from '../../plan-model.js';
-import { assertName, elementText, safeComment, safeLogPrefix } from '../../validate.js';
+import { assertName, cidrText, elementText, safeComment, safeLogPrefix } from '../../validate.js';
 import { dispatchChainPattern, dispatchTree, type DispatchOptions, type DispatchTree } from './dispatch.js';
+import ipaddr from 'ipaddr.js';
 
 export interface IptablesRenderOptions {
   /** Chain prefix (default MOAT): base chains MOAT, MOAT-INPUT, MOAT-OUTPUT. */
@@ -101,9 +102,18 @@ function multiport(r: PortRanges): string[] {
   return chunks;
 }
 
+/** The first and last address of a CIDR (or an address: itself twice). */
+function cidrBounds(cidr: string): [string, string] {
+  if (!cidr.includes('/')) return [cidr, cidr];
+  const v6 = cidr.includes(':');
+  const net = v6 ? ipaddr.IPv6.networkAddressFromCIDR(cidr) : ipaddr.IPv4.networkAddressFromCIDR(cidr);
+  const last = v6 ? ipaddr.IPv6.broadcastAddressFromCIDR(cidr) : ipaddr.IPv4.broadcastAddressFromCIDR(cidr);
+  return [net.toString(), last.toString()];
+}
+
 /** Whether a plan match can match in this family (a rule with one that cannot is left out there). */
 function inFamily(m: Match, family: Family): boolean {
-  if (m.kind === 'set') return m.family === family;
+  if (m.kind === 'set' || m.kind === 'cidr') return m.family === family;
   if (m.kind === 'nd') return family === 6;
   return true;
 }
@@ -114,6 +124,13 @@ function matchArgs(m: Match, family: Family, n: ReturnType<typeof names>): strin
   switch (m.kind) {
     case 'set':
       return [`-m set ${m.negate ? '! ' : ''}--match-set ${n.set(m.set)} ${m.dir}`];
+    case 'cidr': {
+      // One `-s`/`-d` per rule: a negated CIDR (the exception of a CIDR peer, next to its CIDR) is a range.
+      const t = cidrText(m.cidr, m.family);
+      if (!m.negate) return [`${m.dir === 'src' ? '-s' : '-d'} ${t}`];
+      const [first, last] = cidrBounds(t);
+      return [`-m iprange ! --${m.dir}-range ${first}-${last}`];
+    }
     case 'local':
       return [`-m addrtype ${m.negate ? '! ' : ''}--${m.dir}-type LOCAL`];
     case 'l4':

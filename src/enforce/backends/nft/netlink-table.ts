@@ -12,7 +12,7 @@
 import type { Family } from '../../../model/address.js';
 import type { PortRanges } from '../../../model/connset.js';
 import type { AddressSet, Match, PlanChain, PlanRule, RulesetPlan, VerdictMap } from '../../plan-model.js';
-import { assertName, safeComment, safeLogPrefix } from '../../validate.js';
+import { assertName, canonicalCidr, cidrText, safeComment, safeLogPrefix } from '../../validate.js';
 import { encodeElements, intervalOf, NetlinkError, type ElementChange, type NftNetlink } from './netlink.js';
 import { chainComment, NFT_HOOK, portSetName, portSetRanges, tableName, validSize } from './render.js';
 
@@ -563,6 +563,47 @@ function cmp(w: NlWriter, op: number, len: 1 | 2 | 4, v: number): void {
   w.close(d);
   shut(w, e, H.cmp);
 }
+/** `cmp <op> reg 1 <bytes>` (addresses: network order). */
+function cmpBytes(w: NlWriter, op: number, data: Uint8Array): void {
+  const e = open(w, H.cmp);
+  w.be32(1, REG_1); // NFTA_CMP_SREG
+  w.be32(2, op); // NFTA_CMP_OP
+  const d = w.nest(3); // NFTA_CMP_DATA
+  w.bytes(DATA_VALUE, data);
+  w.close(d);
+  shut(w, e, H.cmp);
+}
+/**
+ * `ip saddr 10.0.0.0/8` (a `cidr` match) as nft encodes it: a prefix of whole bytes loads just those
+ * bytes and compares them; any other loads the address, masks it and compares.
+ */
+function cidrMatch(w: NlWriter, m: Extract<Match, { kind: 'cidr' }>): void {
+  const c = canonicalCidr(cidrText(m.cidr, m.family));
+  const size = m.family === 4 ? 4 : 16;
+  const net = intervalOf(c.text, m.family).start;
+  const op = m.negate ? CMP_NEQ : CMP_EQ;
+  const at = ADDR_OFFSET[m.family][m.dir];
+  if (c.prefix > 0 && c.prefix % 8 === 0) {
+    payload(w, PAYLOAD_BASE.network, at, c.prefix / 8);
+    cmpBytes(w, op, net.subarray(0, c.prefix / 8));
+    return;
+  }
+  payload(w, PAYLOAD_BASE.network, at, size);
+  const mask = Buffer.alloc(size);
+  for (let i = 0; i < c.prefix; i++) mask[i >> 3] |= 0x80 >> (i & 7);
+  const e = open(w, H.bitwise);
+  w.be32(1, REG_1); // NFTA_BITWISE_SREG
+  w.be32(2, REG_1); // NFTA_BITWISE_DREG
+  w.be32(3, size); // NFTA_BITWISE_LEN
+  const mk = w.nest(4); // NFTA_BITWISE_MASK
+  w.bytes(DATA_VALUE, mask);
+  w.close(mk);
+  const x = w.nest(5); // NFTA_BITWISE_XOR
+  w.bytes(DATA_VALUE, Buffer.alloc(size));
+  w.close(x);
+  shut(w, e, H.bitwise);
+  cmpBytes(w, op, net);
+}
 function payload(w: NlWriter, base: number, offset: number, len: number): void {
   const e = open(w, H.payload);
   w.be32(1, REG_1); // NFTA_PAYLOAD_DREG
@@ -664,6 +705,10 @@ function newRule(c: Ctx, chain: string, r: PlanRule): void {
         if (nfproto !== m.family) nfproto = family(w, m.family);
         payload(w, PAYLOAD_BASE.network, ADDR_OFFSET[m.family][m.dir], m.family === 4 ? 4 : 16);
         lookup(c, assertName(m.set, 'set name'), undefined, m.negate ? LOOKUP_INVERT : 0);
+        break;
+      case 'cidr':
+        if (nfproto !== m.family) nfproto = family(w, m.family);
+        cidrMatch(w, m);
         break;
       case 'local':
         fib(w, FIB_F[m.dir === 'src' ? 'saddr' : 'daddr']);

@@ -3,7 +3,7 @@
 import type { PortRanges } from '../../../model/connset.js';
 import type { AddressSet, Hook, Match, PlanChain, PlanRule, RulesetPlan, VerdictMap } from '../../plan-model.js';
 import { createHash } from 'node:crypto';
-import { assertName, canonicalAddress, elementText, safeComment, safeLogPrefix, validTableName } from '../../validate.js';
+import { assertName, canonicalAddress, cidrText, elementText, safeComment, safeLogPrefix, validTableName } from '../../validate.js';
 
 export const DEFAULT_TABLE = 'moat';
 
@@ -99,6 +99,8 @@ export function renderMatch(m: Match): string {
   switch (m.kind) {
     case 'set':
       return `${addrKw(m.family, m.dir)} ${m.negate ? '!= ' : ''}@${assertName(m.set, 'set name')}`;
+    case 'cidr':
+      return `${addrKw(m.family, m.dir)} ${m.negate ? '!= ' : ''}${cidrText(m.cidr, m.family)}`;
     case 'local':
       return `fib ${m.dir === 'src' ? 'saddr' : 'daddr'} type ${m.negate ? '!= ' : ''}local`;
     case 'l4':
