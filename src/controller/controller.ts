@@ -152,6 +152,8 @@ export class Controller {
   private timers: NodeJS.Timeout[] = [];
   private watchers: FSWatcher[] = [];
   private policyDebounce: Debouncer;
+  /** The last parse of each policy file, by its content's digest. */
+  private readonly parsedPolicyFiles = new Map<string, { sha256: string; result: ReturnType<typeof loadPolicyFile> }>();
   private stopped = false;
   private readonly startedAt = new Date().toISOString();
   private lastLoop = Date.now();
@@ -339,11 +341,18 @@ export class Controller {
         diagnostics.push({ severity: 'error', code: 'policy.unreadable', message: `cannot read ${f}: ${(e as Error).message}`, fix: 'check the path and permissions' });
         continue;
       }
-      files.push({ file: f, sha256: createHash('sha256').update(text).digest('hex') });
-      const r = loadPolicyFile(f, text);
+      const sha256 = createHash('sha256').update(text).digest('hex');
+      files.push({ file: f, sha256 });
+      // A file unchanged since it was last read is not parsed again (a reload after an edit of one
+      // file of many, or the watcher's reload after SIGHUP's): its policies stay the same objects,
+      // which the compile session's policy delta then sees as unchanged without comparing them.
+      const hit = this.parsedPolicyFiles.get(f);
+      const r = hit && hit.sha256 === sha256 ? hit.result : loadPolicyFile(f, text);
+      this.parsedPolicyFiles.set(f, { sha256, result: r });
       sets.push(r.policySet);
       diagnostics.push(...r.diagnostics);
     }
+    for (const f of this.parsedPolicyFiles.keys()) if (!list.includes(f)) this.parsedPolicyFiles.delete(f);
     const hash = createHash('sha256').update(JSON.stringify(files)).digest('hex');
     return { set: mergePolicySets(sets), diagnostics, files, hash };
   }
