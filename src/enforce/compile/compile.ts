@@ -27,11 +27,12 @@ export interface CompileOptions {
    */
   capacities?: ReadonlyMap<string, number>;
   /**
-   * The owner comment of each endpoint address of the whole world (`ctr:<id>` of the first endpoint
-   * with it), when the input holds only some endpoints: the compile session's policy delta passes the
-   * previous plan's, so that peer set elements of the other endpoints carry their owners.
+   * The owner comment of each known address of the whole world (`ctr:<id>` of the first endpoint with
+   * it on a managed network), when the input holds only some endpoints: the compile session's policy
+   * delta passes the previous plan's, so that peer set elements of the other endpoints carry their
+   * owners. (Addresses on unmanaged networks come from the input's `unmanagedOwners` either way.)
    */
-  addressOwner?: (address: string) => string | undefined;
+  knownAddressOwner?: (address: string) => string | undefined;
 }
 
 /** A set's or map's capacity: the one the kernel has while it fits and is not far too large, else `fresh`. */
@@ -264,16 +265,18 @@ function peerAlternatives(b: Builder, peer: PeerAddresses, dir: 'src' | 'dst', o
   if (peer.internet) {
     for (const f of b.families) out.push([{ kind: 'set', dir, family: f, set: SET.notInternet(f), negate: true }, { kind: 'local', dir, negate: true }]);
   }
+  const addr = (m: { set: string } | { cidr: string }, family: Family, negate?: true): Match =>
+    'set' in m ? { kind: 'set', dir, family, set: m.set, ...(negate && { negate }) } : { kind: 'cidr', dir, family, cidr: m.cidr, ...(negate && { negate }) };
   for (const f of b.families) {
     const m = b.peerMatch(peer, f, owner);
-    if (m) out.push(['set' in m ? { kind: 'set', dir, family: f, set: m.set } : { kind: 'cidr', dir, family: f, cidr: m.cidr }]);
+    if (m) out.push([addr(m, f)]);
   }
   for (const ce of peer.cidrsExcept) {
     const f: Family = ce.cidr.includes(':') ? 6 : 4;
     if (!b.families.includes(f)) continue;
     const m = b.exceptMatch(peer, ce, f, owner);
-    const alt: Match[] = [{ kind: 'cidr', dir, family: f, cidr: m.cidr }];
-    if (m.except) alt.push('set' in m.except ? { kind: 'set', dir, family: f, set: m.except.set, negate: true } : { kind: 'cidr', dir, family: f, cidr: m.except.cidr, negate: true });
+    const alt: Match[] = [addr({ cidr: m.cidr }, f)];
+    if (m.except) alt.push(addr(m.except, f, true));
     out.push(alt);
   }
   return out;
@@ -367,12 +370,13 @@ export function compile(input: EnforcementInput, options: CompileOptions = {}): 
     const id = input.unmanagedOwners?.get(a);
     return id === undefined ? undefined : safeComment(`ctr:${id}`);
   };
-  const ownerOfAddress =
-    options.addressOwner ??
+  const knownOwner =
+    options.knownAddressOwner ??
     ((a: string): string | undefined => {
       const i = firstClaim.get(a);
-      return i === undefined ? unmanagedOwner(a) : owners[i];
+      return i === undefined ? undefined : owners[i];
     });
+  const ownerOfAddress = (a: string): string | undefined => knownOwner(a) ?? unmanagedOwner(a);
   const families = options.families ?? endpointFamilies(input.endpoints);
   const b = new Builder(ownerOfAddress, group, families);
 

@@ -16,6 +16,12 @@ export interface InputOptions {
   unmanagedNetworks?: string[];
 }
 
+/** The warnings about an endpoint that depend on the policies (a policy delta replaces them). */
+export const POLICY_WARNINGS = {
+  hostNetwork: (display: string) => `${display} uses the host's network: moat does not filter the host, its policies are not enforced`,
+  noAddress: (display: string) => `${display} has no known address on a managed network: its policies are not enforced`,
+};
+
 /** Network label that opts a bridge network out of enforcement. */
 export const MANAGED_LABEL = 'moat.managed';
 
@@ -244,7 +250,7 @@ export function enforcementInputFrom(rw: ResolvedWorld, options: InputOptions = 
     if (rw.netnsOwner(i) !== i) continue; // its traffic is its netns owner's, as in the analyzer
     if (e.networkMode.kind === 'host') {
       if (rw.selecting(i, 'ingress').length || rw.selecting(i, 'egress').length) {
-        warnings.push(`${display} uses the host's network: moat does not filter the host, its policies are not enforced`);
+        warnings.push(POLICY_WARNINGS.hostNetwork(display));
       }
       continue;
     }
@@ -268,7 +274,7 @@ export function enforcementInputFrom(rw: ResolvedWorld, options: InputOptions = 
     const ingress = dir(i, 'ingress');
     const egress = dir(i, 'egress');
     if (addresses.length === 0 && (ingress.isolated || egress.isolated || ingress.denies.length || egress.denies.length)) {
-      warnings.push(`${display} has no known address on a managed network: its policies are not enforced`);
+      warnings.push(POLICY_WARNINGS.noAddress(display));
     }
     endpoints.push({ id: e.id, display, addresses, ingress, egress, published });
   }

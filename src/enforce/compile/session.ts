@@ -34,7 +34,7 @@ import { endpointDisplayName, type Endpoint, type World } from '../../model/worl
 import { capacitiesOf, mapCapacity, type AddressSet, type MapElement, type PlanChain, type PlanRule, type RulesetPlan, type VerdictMap } from '../plan-model.js';
 import { canonicalAddress, safeComment } from '../validate.js';
 import { compile, endpointFamilies, keptCapacity, type CompileOptions } from './compile.js';
-import { buildEnforcementInput, enforcementInputFrom, type InputOptions } from './input.js';
+import { buildEnforcementInput, enforcementInputFrom, POLICY_WARNINGS, type InputOptions } from './input.js';
 
 function canon(ip: string): string {
   try {
@@ -220,9 +220,6 @@ function coveredByCidr(set: AddressSet, addr: string): boolean {
   }
   return false;
 }
-
-/** The endpoint warnings of enforcementInputFrom that depend on the policies (after the display name). */
-const POLICY_WARNINGS = ["uses the host's network: moat does not filter the host, its policies are not enforced", 'has no known address on a managed network: its policies are not enforced'];
 
 // Policies compared by content without source positions (a line added above a policy moves it, not
 // its meaning); memoised per object (the controller hands the same objects over until a file changes).
@@ -416,18 +413,10 @@ export class CompileSession {
     if (affected.size > Math.max(8, world.endpoints.length / 2)) return { reason: `${affected.size} of ${world.endpoints.length} containers affected` };
     const input = enforcementInputFrom(rw, this.options, affected);
     // Peer set elements of the other containers carry their owners as in a full compile.
-    const unmanaged = input.unmanagedOwners;
-    const small = compile(input, {
-      ...this.options,
-      families: prev.families,
-      addressOwner: (a) => {
-        const id = unmanaged?.get(a);
-        return ix.addrOwner.get(a) ?? (id === undefined ? undefined : safeComment(`ctr:${id}`));
-      },
-    });
+    const small = compile(input, { ...this.options, families: prev.families, knownAddressOwner: (a) => ix.addrOwner.get(a) });
     if (small.warnings.some((w) => /claimed by/.test(w))) return { reason: 'an address is claimed twice' };
     const ids = new Set([...affected].map((i) => rw.endpoints[i].id));
-    const owners = new Set([...ids].map((id) => safeComment(`ctr:${id}`)));
+    const owners = new Set([...ids].map((id) => ownerOf({ id })));
 
     // Chains: the affected containers leave the chains they owned and join those of the small plan.
     const touched = new Set<string>();
@@ -507,7 +496,7 @@ export class CompileSession {
     for (const from of [plan.logPrefixes, small.logPrefixes]) for (const [p, v] of Object.entries(from)) if (prefixes.has(p) && !(p in logPrefixes)) logPrefixes[p] = v;
     // The warnings that depend on policies: those of the affected containers are the small plan's.
     const displays = [...affected].map((i) => endpointDisplayName(rw.endpoints[i]));
-    const policyWarnings = new Set(displays.flatMap((d) => POLICY_WARNINGS.map((w) => `${d} ${w}`)));
+    const policyWarnings = new Set(displays.flatMap((d) => Object.values(POLICY_WARNINGS).map((w) => w(d))));
     const warnings = plan.warnings.filter((w) => !policyWarnings.has(w)).concat(small.warnings.filter((w) => policyWarnings.has(w)));
     const next: RulesetPlan = { ...plan, sets, maps, chains, logPrefixes, warnings };
 
@@ -538,6 +527,18 @@ export class CompileSession {
     // Its addresses, from the plan (elements carry their owner).
     const addrs = new Set<string>();
     for (const o of owners) for (const a of ix.ownerAddrs.get(o) ?? []) addrs.add(a);
+    // The last address of a family going: the full compile leaves that family's rules out of the
+    // per-identity chains (CompileOptions.families), which renames them.
+    for (const f of new Set([...addrs].map((a) => (a.includes(':') ? 6 : 4)))) {
+      let left = false;
+      for (const a of ix.addrOwner.keys()) {
+        if ((a.includes(':') ? 6 : 4) === f && !addrs.has(a)) {
+          left = true;
+          break;
+        }
+      }
+      if (!left) return { reason: `the last IPv${f} address goes` };
+    }
     // Another container now on one of those addresses: a full compile decides who owns it. (A new
     // version of the same container, e.g. after `start`, is removed here and added back below.) Only
     // a container new to this world can hold one: every address had a single owner.

@@ -425,7 +425,21 @@ test('a policy change with the world unchanged is a policy delta equal to a full
 
 test('policy deltas equal full compiles (three-tier: groups, allowlists, IPv6)', () => {
   const v6 = (k: number, like: Endpoint) => like.attachments.map((a) => ({ ...a, ipv4: a.ipv4 ? a.ipv4.replace(/\.\d+$/, `.${100 + (k % 150)}`) : undefined, ipv6: a.ipv6 ? a.ipv6.replace(/:[0-9a-f]+$/, `:${(0x100 + k).toString(16)}`) : undefined }));
-  const { stats } = runMixed('three-tier', threeTierWorld(), threeTierPolicies(), 80, 5, v6);
+  // With a container on the host's network and one on a managed network without an address yet: their
+  // warnings depend on whether a policy selects them.
+  const base = threeTierWorld();
+  const like = base.endpoints[0];
+  const world: World = {
+    ...base,
+    endpoints: [
+      ...base.endpoints,
+      { ...like, id: 'shop/hostnet', name: 'hostnet', containerName: 'hostnet', networkMode: { kind: 'host' }, attachments: [] },
+      { ...like, id: 'shop/pending', name: 'pending', containerName: 'pending', attachments: like.attachments.map((a) => ({ network: a.network })) },
+    ],
+  };
+  const first = compilePlan(world, threeTierPolicies());
+  assert.ok(first.warnings.some((w) => w.includes('hostnet')) && first.warnings.some((w) => w.includes('pending')), first.warnings.join('; '));
+  const { stats } = runMixed('three-tier', world, threeTierPolicies(), 80, 5, v6);
   assert.ok(stats.policyDelta >= 20, `policy deltas: ${stats.policyDelta}`);
 });
 
