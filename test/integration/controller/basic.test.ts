@@ -108,8 +108,10 @@ test('controller: follows containers, repairs a flushed table, keeps the last go
   await waitFor('api now blocked', async () => !(await reachable(api.pid, [dbTarget])).has(dbTarget), 10_000, 100);
   // The edit reached the kernel as one change batch (new chains and sets, element changes) over
   // netlink, not as a whole-table replace, and the kernel holds the new plan.
-  const applied = log(h).split('\n').filter((l) => l.includes('"ruleset applied"') && l.includes('policy reload')).map((l) => JSON.parse(l) as { mode: string });
+  const applied = log(h).split('\n').filter((l) => l.includes('"ruleset applied"') && l.includes('policy reload')).map((l) => JSON.parse(l) as { mode: string; compile: string; compileReason?: string });
   assert.equal(applied.at(-1)?.mode, 'incremental', log(h).slice(-3000));
+  // And it was compiled as a policy delta: only the containers the edited policy selects.
+  assert.equal(applied.at(-1)?.compile, 'policy-delta', `${applied.at(-1)?.compileReason ?? ''}\n${log(h).slice(-3000)}`);
   // Drift checks every second find the kernel as the plan says: nothing to repair.
   const repairsAfterEdit = (await status(h))!.drift.repairs;
   await sleep(2500);
