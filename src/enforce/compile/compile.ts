@@ -131,7 +131,7 @@ export function disjointElements(values: string[]): string[] {
 interface PeerEntry {
   cidrs: Partial<Record<Family, string[]>>;
   /** How the peer's addresses of a family are matched (null: not at all). */
-  sets: Partial<Record<Family, { set: string } | { cidr: string } | null>>;
+  matches: Partial<Record<Family, { set: string } | { cidr: string } | null>>;
 }
 
 class Builder {
@@ -186,7 +186,7 @@ class Builder {
 
   private peerEntry(peer: PeerAddresses): PeerEntry {
     let m = this.peerMemo.get(peer);
-    if (!m) this.peerMemo.set(peer, (m = { cidrs: {}, sets: {} }));
+    if (!m) this.peerMemo.set(peer, (m = { cidrs: {}, matches: {} }));
     return m;
   }
 
@@ -205,11 +205,11 @@ class Builder {
    */
   peerMatch(peer: PeerAddresses, family: Family, owner: string): { set: string } | { cidr: string } | undefined {
     const m = this.peerEntry(peer);
-    let v = m.sets[family];
+    let v = m.matches[family];
     if (v === undefined) {
       const cidrs = this.peerCidrs(peer, family);
       const one = !peer.dynamic ? disjointElements(cidrs) : [];
-      v = m.sets[family] =
+      v = m.matches[family] =
         one.length === 1 ? { cidr: one[0] } : peer.dynamic || cidrs.length ? { set: this.addressSet(cidrs, family, 'peer', owner, peer.key, peer.dynamic ? peer.key : undefined) } : null;
     }
     return v ?? undefined;

@@ -573,24 +573,36 @@ function cmpBytes(w: NlWriter, op: number, data: Uint8Array): void {
   w.close(d);
   shut(w, e, H.cmp);
 }
+// A rule's CIDR checked and read once (the same few CIDRs come back in thousands of rules of a table:
+// a parse each, with its BigInt arithmetic, was a visible part of a whole-table encode).
+const cidrBytesMemo = new Map<string, { prefix: number; net: Buffer }>();
+function cidrBytes(cidr: string, family: Family): { prefix: number; net: Buffer } {
+  const key = `${family}|${cidr}`;
+  let v = cidrBytesMemo.get(key);
+  if (!v) {
+    const c = canonicalCidr(cidrText(cidr, family));
+    if (cidrBytesMemo.size > 10_000) cidrBytesMemo.clear();
+    cidrBytesMemo.set(key, (v = { prefix: c.prefix, net: intervalOf(c.text, family).start }));
+  }
+  return v;
+}
 /**
  * `ip saddr 10.0.0.0/8` (a `cidr` match) as nft encodes it: a prefix of whole bytes loads just those
  * bytes and compares them; any other loads the address, masks it and compares.
  */
 function cidrMatch(w: NlWriter, m: Extract<Match, { kind: 'cidr' }>): void {
-  const c = canonicalCidr(cidrText(m.cidr, m.family));
+  const { prefix, net } = cidrBytes(m.cidr, m.family);
   const size = m.family === 4 ? 4 : 16;
-  const net = intervalOf(c.text, m.family).start;
   const op = m.negate ? CMP_NEQ : CMP_EQ;
   const at = ADDR_OFFSET[m.family][m.dir];
-  if (c.prefix > 0 && c.prefix % 8 === 0) {
-    payload(w, PAYLOAD_BASE.network, at, c.prefix / 8);
-    cmpBytes(w, op, net.subarray(0, c.prefix / 8));
+  if (prefix > 0 && prefix % 8 === 0) {
+    payload(w, PAYLOAD_BASE.network, at, prefix / 8);
+    cmpBytes(w, op, net.subarray(0, prefix / 8));
     return;
   }
   payload(w, PAYLOAD_BASE.network, at, size);
   const mask = Buffer.alloc(size);
-  for (let i = 0; i < c.prefix; i++) mask[i >> 3] |= 0x80 >> (i & 7);
+  for (let i = 0; i < prefix; i++) mask[i >> 3] |= 0x80 >> (i & 7);
   const e = open(w, H.bitwise);
   w.be32(1, REG_1); // NFTA_BITWISE_SREG
   w.be32(2, REG_1); // NFTA_BITWISE_DREG
