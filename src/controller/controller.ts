@@ -640,7 +640,8 @@ export class Controller {
     this.metrics.chains.set(plan.chains.length);
     this.metrics.setElements.set(plan.sets.reduce((n, s) => n + s.elements.length, 0) + plan.maps.reduce((n, m) => n + m.elements.length, 0));
     this.metrics.endpoints.set(world.endpoints.length);
-    const known = new Set(plan.sets.filter((s) => s.name.startsWith('known')).flatMap((s) => s.elements.map((e) => e.value)));
+    // Every known address is in the ingress maps (plan-model.ts MapElement).
+    const known = new Set(plan.maps.filter((m) => m.name.startsWith('ingress')).flatMap((m) => m.elements.map((e) => e.key)));
     const now = new Date().toISOString();
     const seen = new Set<string>();
     for (const e of world.endpoints) {
@@ -868,8 +869,8 @@ export class Controller {
     for (const m of this.applied.maps) {
       for (const el of m.elements) {
         const c = chainOf.get(el.key) ?? {};
-        if (m.name.startsWith('ingress')) c.ingress = el.chain;
-        else c.egress = el.chain;
+        if (m.name.startsWith('ingress')) c.ingress = el.chain || undefined;
+        else c.egress = el.chain || undefined;
         chainOf.set(el.key, c);
       }
     }

@@ -33,7 +33,11 @@ export type Verdict =
   | { kind: 'drop' }
   | { kind: 'return' }
   | { kind: 'jump'; chain: string }
-  /** Jump to the chain the map gives for the packet's address (nft vmap; iptables: one jump per chain). */
+  /**
+   * Hand the packet to what the map gives for its address, for good (nft `vmap` of `goto` and
+   * `accept` elements): the chain's verdict is final, and its end or a `return` accepts. An address
+   * not in the map goes on to the next rule. (iptables: a dispatch tree, dispatch.ts.)
+   */
   | { kind: 'vmap'; dir: 'src' | 'dst'; family: Family; map: string };
 
 export interface PlanRule {
@@ -98,6 +102,12 @@ export interface AddressSet {
 export interface MapElement {
   /** Canonical address (host). */
   key: string;
+  /**
+   * The per-identity chain that decides the address's traffic in the map's direction, or `''` when
+   * it has no rules there: the packet passes (nft `accept`). Every known address (a container's on a
+   * managed network, a managed bridge's gateway) is in both maps of its family; an address in
+   * neither is unknown (fail-closed on a managed network).
+   */
   chain: string;
   /** Container id owning the address. Already safe. */
   owner: string;

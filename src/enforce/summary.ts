@@ -7,7 +7,7 @@ import { portSets } from './backends/nft/render.js';
 export interface RulesetSummary {
   present: boolean;
   sets: Record<string, string[]>;
-  /** map -> address -> chain */
+  /** map -> address -> chain (`accept` for an address without rules in that direction) */
   maps: Record<string, Record<string, string>>;
   /** chain -> one line per rule (its owner comment) */
   chains: Record<string, string[]>;
@@ -30,7 +30,7 @@ export function planSummary(plan: RulesetPlan): RulesetSummary {
   for (const set of plan.sets) s.sets[set.name] = set.elements.map((e) => elementText(e.value).text).sort();
   for (const m of plan.maps) {
     s.maps[m.name] = {};
-    for (const e of m.elements) s.maps[m.name][e.key] = e.chain;
+    for (const e of m.elements) s.maps[m.name][e.key] = e.chain || 'accept';
   }
   for (const c of plan.chains) s.chains[c.name] = c.rules.map((r) => r.comment);
   return s;

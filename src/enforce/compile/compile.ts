@@ -46,7 +46,6 @@ const FAMILIES: Family[] = [4, 6];
 
 export const SET = {
   managed: (f: Family) => `managed${f}`,
-  known: (f: Family) => `known${f}`,
   notInternet: (f: Family) => `notinet${f}`,
 } as const;
 export const MAP = {
@@ -365,7 +364,7 @@ export function compile(input: EnforcementInput, options: CompileOptions = {}): 
   for (let i = 0; i < input.endpoints.length; i++) {
     for (const a of input.endpoints[i].addresses) if (!firstClaim.has(a)) firstClaim.set(a, i);
   }
-  // Addresses on unmanaged networks are their container's too (they fill peer sets, not `known`).
+  // Addresses on unmanaged networks are their container's too (they fill peer sets, not the verdict maps).
   const unmanagedOwner = (a: string): string | undefined => {
     const id = input.unmanagedOwners?.get(a);
     return id === undefined ? undefined : safeComment(`ctr:${id}`);
@@ -387,7 +386,6 @@ export function compile(input: EnforcementInput, options: CompileOptions = {}): 
   }
   const ingressMap: Record<Family, MapElement[]> = { 4: maps[MAP.ingress(4)].elements, 6: maps[MAP.ingress(6)].elements };
   const egressMap: Record<Family, MapElement[]> = { 4: maps[MAP.egress(4)].elements, 6: maps[MAP.egress(6)].elements };
-  const known: Record<Family, SetElement[]> = { 4: [], 6: [] };
   const chainMemo = new WeakMap<DirectionPolicy, { rules: PlanRule[]; name: string }>();
 
   /** The chain of an endpoint in one direction ('' when it has no rules there). */
@@ -422,21 +420,26 @@ export function compile(input: EnforcementInput, options: CompileOptions = {}): 
         warnings.push(`address ${addr} is claimed by ${input.endpoints[first].display} and ${e.display}; the first one's rules apply`);
         continue;
       }
+      // Every known address is in both maps of its family: `''` (no rules in that direction) lets
+      // the packet pass, and an address in neither is one the fail-closed rule after the maps sees.
       const f: Family = addr.includes(':') ? 6 : 4;
-      known[f].push({ value: addr, owner });
-      if (ingress) ingressMap[f].push({ key: addr, chain: ingress, owner });
-      if (egress) egressMap[f].push({ key: addr, chain: egress, owner });
+      ingressMap[f].push({ key: addr, chain: ingress, owner });
+      egressMap[f].push({ key: addr, chain: egress, owner });
     }
   }
 
-  // The bridges' gateway addresses are the host's: known, never fail-closed.
+  // The bridges' gateway addresses are the host's: known (in both maps, without rules), never
+  // fail-closed.
   const gateways = new Set<string>();
   for (const n of input.networks) {
     if (!n.managed) continue;
     for (const g of n.gateways) {
       if (firstClaim.has(g) || gateways.has(g)) continue;
       gateways.add(g);
-      known[g.includes(':') ? 6 : 4].push({ value: g, owner: safeComment(`net:${n.name}`) });
+      const f: Family = g.includes(':') ? 6 : 4;
+      const owner = safeComment(`net:${n.name}`);
+      ingressMap[f].push({ key: g, chain: '', owner });
+      egressMap[f].push({ key: g, chain: '', owner });
     }
   }
   const sets: AddressSet[] = [];
@@ -458,11 +461,10 @@ export function compile(input: EnforcementInput, options: CompileOptions = {}): 
       return vals.map((v) => ({ value: v, owner: (first.get(v) ?? { owner: 'moat' }).owner }));
     };
     sets.push({ name: SET.managed(f), family: f, elements: keep(managed), purpose: 'managed network subnets (fail-closed)' });
-    sets.push({ name: SET.known(f), family: f, elements: known[f], purpose: 'addresses of known endpoints', exact: true, size: keptCapacity(options.capacities, SET.known(f), known[f].length, setCapacity(known[f].length)) });
     sets.push({ name: SET.notInternet(f), family: f, elements: keep(notInet), purpose: 'container subnets and internal ranges (not internet)' });
   }
   // A peer set of host addresses only (the containers a selector chooses, the usual case) is a hash
-  // set with a capacity, like the known-address sets: loading it is half the kernel elements of an
+  // set with a capacity, like the verdict maps: loading it is half the kernel elements of an
   // interval set (no end elements) into a fixed-size hash, and a match is one hash lookup. A set
   // with a range or prefix keeps its intervals. (A delta adds host addresses only; one that would
   // fill the set is a full compile, which sizes it anew.)
@@ -475,31 +477,30 @@ export function compile(input: EnforcementInput, options: CompileOptions = {}): 
 
   const est: PlanRule = { matches: [{ kind: 'established' }], verdict: { kind: 'accept' }, comment: 'moat:established' };
   const nd: PlanRule = { matches: [{ kind: 'nd' }], verdict: { kind: 'accept' }, comment: 'moat:ipv6-nd' };
-  const failClosed = (dir: 'src' | 'dst'): PlanRule[] =>
-    FAMILIES.map((f) => ({
-      // The known check first: for the usual packet (from or to a known container) that one hash
-      // lookup ends the rule.
-      matches: [
-        { kind: 'set', dir, family: f, set: SET.known(f), negate: true },
-        { kind: 'set', dir, family: f, set: SET.managed(f) },
-      ],
-      verdict: { kind: 'drop' },
-      counter: true,
-      log: b.prefix('failclosed', dir, 'unknown-address', 'fail-closed'),
-      comment: `moat:fail-closed-${dir}`,
-    }));
+  // The maps first: every known address is in them (compile above), and their verdict is final (a
+  // goto: the chain's end or `return` accepts), so only an address in neither map reaches the
+  // fail-closed rule after them, which drops it if it is on a managed network. One lookup for the
+  // usual packet instead of a known-address set's and then the map's.
   const vmaps = (which: 'ingress' | 'egress'): PlanRule[] =>
     FAMILIES.map((f) => ({
       matches: [],
       verdict: { kind: 'vmap', dir: which === 'ingress' ? 'dst' : 'src', family: f, map: which === 'ingress' ? MAP.ingress(f) : MAP.egress(f) },
       comment: `moat:${which}`,
     }));
+  const failClosed = (dir: 'src' | 'dst'): PlanRule[] =>
+    FAMILIES.map((f) => ({
+      matches: [{ kind: 'set', dir, family: f, set: SET.managed(f) }],
+      verdict: { kind: 'drop' },
+      counter: true,
+      log: b.prefix('failclosed', dir, 'unknown-address', 'fail-closed'),
+      comment: `moat:fail-closed-${dir}`,
+    }));
 
   const base: PlanChain[] = [
     // Each verdict map is used by one base chain only: adding a jump element makes the kernel walk
     // every map element from every base chain that uses the map (bench/README.md, "Control plane").
-    { name: 'egress', hook: 'egress', owners: [], rules: [est, nd, ...failClosed('src'), ...vmaps('egress')] },
-    { name: 'ingress', hook: 'ingress', owners: [], rules: [est, nd, ...failClosed('dst'), ...vmaps('ingress')] },
+    { name: 'egress', hook: 'egress', owners: [], rules: [est, nd, ...vmaps('egress'), ...failClosed('src')] },
+    { name: 'ingress', hook: 'ingress', owners: [], rules: [est, nd, ...vmaps('ingress'), ...failClosed('dst')] },
   ];
   const chains = [...base, ...[...b.chains.values()].sort((x, y) => x.name.localeCompare(y.name))];
   for (const m of Object.values(maps)) m.size = keptCapacity(options.capacities, m.name, m.elements.length, mapCapacity(m.elements.length));

@@ -80,7 +80,7 @@ interface Prev {
  * it again.
  */
 interface PlanIndex {
-  /** Canonical address -> owner (`ctr:<id>`), from known4/known6. */
+  /** Canonical address -> owner (`ctr:<id>`), from the ingress maps (every known address is there). */
   addrOwner: Map<string, string>;
   /** Owner -> its addresses. */
   ownerAddrs: Map<string, string[]>;
@@ -122,15 +122,14 @@ function noteAddress(ix: PlanIndex, value: string, owner: string): void {
 
 function indexPlan(plan: RulesetPlan): PlanIndex {
   const ix: PlanIndex = { addrOwner: new Map(), ownerAddrs: new Map(), ownerSets: new Map(), ownerMaps: new Map(), idChains: new Map(), setRefs: new Map(), chainNames: new Set(), chainPos: chainPositions(plan.chains) };
-  for (const s of plan.sets) {
-    const known = s.name.startsWith('known');
-    for (const el of s.elements) {
-      if (!el.owner.startsWith('ctr:')) continue;
-      addTo(ix.ownerSets, el.owner, s.name);
-      if (known) noteAddress(ix, el.value, el.owner);
+  for (const s of plan.sets) for (const el of s.elements) if (el.owner.startsWith('ctr:')) addTo(ix.ownerSets, el.owner, s.name);
+  for (const m of plan.maps) {
+    const known = m.name.startsWith('ingress');
+    for (const el of m.elements) {
+      addTo(ix.ownerMaps, el.owner, m.name);
+      if (known && el.owner.startsWith('ctr:')) noteAddress(ix, el.key, el.owner);
     }
   }
-  for (const m of plan.maps) for (const el of m.elements) addTo(ix.ownerMaps, el.owner, m.name);
   for (const c of plan.chains) {
     ix.chainNames.add(c.name);
     for (const o of c.owners) addTo(ix.idChains, o, c.name);
@@ -162,7 +161,7 @@ function scopeMayInclude(sel: EndpointSelector, namespaces: Set<string>): boolea
   return sel.namespaces.kind !== 'names' || sel.namespaces.names.some((n) => namespaces.has(n));
 }
 
-const FIXED_SETS = new Set(['managed4', 'managed6', 'known4', 'known6', 'notinet4', 'notinet6']);
+const FIXED_SETS = new Set(['managed4', 'managed6', 'notinet4', 'notinet6']);
 const ownerOf = (e: { id: string }) => safeComment(`ctr:${e.id}`);
 
 // Per policy set (the controller hands the same object over until the policy changes): answers that
@@ -471,6 +470,8 @@ export class CompileSession {
     const maps = plan.maps.map((m) => {
       const mine = new Map<string, MapElement[]>();
       for (const el of smallMaps.get(m.name) ?? []) {
+        // The small plan's gateway elements (`net:` owners) are the plan's already.
+        if (!owners.has(el.owner)) continue;
         const list = mine.get(el.owner);
         if (list) list.push(el);
         else mine.set(el.owner, [el]);
@@ -506,7 +507,7 @@ export class CompileSession {
     for (const id of ids) ix.idChains.delete(id);
     for (const c of small.chains) if (!c.hook) for (const o of c.owners) addTo(ix.idChains, o, c.name);
     for (const o of owners) ix.ownerMaps.delete(o);
-    for (const m of small.maps) for (const el of m.elements) addTo(ix.ownerMaps, el.owner, m.name);
+    for (const m of small.maps) for (const el of m.elements) if (owners.has(el.owner)) addTo(ix.ownerMaps, el.owner, m.name);
     for (const x of newSets) for (const el of x.elements) if (el.owner.startsWith('ctr:')) addTo(ix.ownerSets, el.owner, x.name);
     ix.chainNames = new Set(chains.map((c) => c.name));
     ix.chainPos = chainPositions(chains);
@@ -642,7 +643,7 @@ export class CompileSession {
     }
     for (const m of small.maps) {
       for (const el of m.elements) {
-        if (freshAddrs.has(el.key) && !ix.chainNames.has(el.chain) && !newChains.some((c) => c.name === el.chain)) return { reason: `new identity (chain ${el.chain})` };
+        if (freshAddrs.has(el.key) && el.chain !== '' && !ix.chainNames.has(el.chain) && !newChains.some((c) => c.name === el.chain)) return { reason: `new identity (chain ${el.chain})` };
       }
     }
 
@@ -660,12 +661,6 @@ export class CompileSession {
         for (const a of r.addresses) if ((a.includes(':') ? 6 : 4) === s.family && !coveredByCidr(s, a)) add.push({ value: a, owner: freshAddrs.get(a)! });
       });
       if (add.length) additions.set(s.name, add);
-    }
-    // known4/known6: the new addresses.
-    for (const s of small.sets) {
-      if (!s.name.startsWith('known')) continue;
-      const mine = s.elements.filter((el) => freshAddrs.has(el.value));
-      if (mine.length) additions.set(s.name, [...(additions.get(s.name) ?? []), ...mine]);
     }
     // concat, not spread: a 10,000-element copy is one block copy. A full compile gives a set that
     // would overflow its kernel capacity a larger one.
@@ -716,7 +711,7 @@ export class CompileSession {
     const names = fresh.map(endpointDisplayName);
     const warnings = [...plan.warnings, ...small.warnings.filter((w) => names.some((n) => w.includes(n)) && !plan.warnings.includes(w))];
 
-    for (const el of [...(additions.get('known4') ?? []), ...(additions.get('known6') ?? [])]) noteAddress(ix, el.value, el.owner);
+    for (const [name, els] of mapAdds) if (name.startsWith('ingress')) for (const el of els) noteAddress(ix, el.key, el.owner);
     for (const [name, els] of additions) for (const el of els) addTo(ix.ownerSets, el.owner, name);
     for (const [name, els] of mapAdds) for (const el of els) addTo(ix.ownerMaps, el.owner, name);
     for (const [name, ids] of chainOwners) for (const id of ids) addTo(ix.idChains, id, name);

@@ -44,24 +44,45 @@ test('a container joining a group changes elements only: set and chain names sta
   const d = incrementalScript(a, b, { table: 'moat' });
   assert.ok(d.incremental);
   assert.doesNotMatch(d.script, /table|chain/);
-  // The new address: known, in both maps, and in the backend group's peer sets (mysql's and redis's ingress).
-  assert.match(d.script, /add element inet moat known4 \{ 172\.28\.2\.21 comment "ctr:shop\/api-2" \}/);
-  assert.match(d.script, /add element inet moat ingress4 \{ 172\.28\.2\.21 comment "ctr:shop\/api-2" : jump in_/);
+  // The new address: in both maps (which hold every known address), and in the backend group's peer
+  // sets (mysql's and redis's ingress).
+  assert.match(d.script, /add element inet moat ingress4 \{ 172\.28\.2\.21 comment "ctr:shop\/api-2" : goto in_/);
+  assert.match(d.script, /add element inet moat egress4 \{ 172\.28\.2\.21 comment "ctr:shop\/api-2" : goto eg_/);
+  assert.doesNotMatch(d.script, /known/);
   assert.equal(d.changes.chainsAdded.length + d.changes.chainsRemoved.length, 0);
-  assert.ok(d.changes.elementsAdded >= 2, d.script);
+  assert.ok(d.changes.elementsAdded >= 1, d.script);
+  assert.equal(d.changes.mapElementsAdded, 2, d.script);
   // And back: deletions by element.
   const back = incrementalScript(b, a, { table: 'moat' });
   assert.ok(back.incremental);
-  assert.match(back.script, /delete element inet moat known4 \{ 172\.28\.2\.21 \}/);
+  assert.match(back.script, /delete element inet moat ingress4 \{ 172\.28\.2\.21 \}/);
+  assert.match(back.script, /delete element inet moat egress4 \{ 172\.28\.2\.21 \}/);
 });
 
-test('a plan recorded by an earlier moat (known sets with intervals) is replaced whole, not patched', () => {
+test('a plan recorded by an earlier moat (peer sets with intervals) is replaced whole, not patched', () => {
   const p = threeTierPolicies();
   const now = compilePlan(threeTierWorld(), p);
   const earlier = { ...now, sets: now.sets.map((s) => ({ ...s, exact: undefined })) };
   const d = incrementalScript(earlier, compilePlan(withSecondApi(), p));
   assert.equal(d.incremental, false);
-  assert.match(d.incremental ? '' : d.reason, /known4 changed type/);
+  assert.match(d.incremental ? '' : d.reason, /set p[0-9a-f]+_4 changed type/);
+});
+
+test('a plan recorded before the maps held every known address (known sets, fail-closed ahead of the maps) is replaced whole', () => {
+  const p = threeTierPolicies();
+  const now = compilePlan(threeTierWorld(), p);
+  // That plan's shape: known4 beside the maps, and each base chain's fail-closed rule ahead of them.
+  const known4 = { name: 'known4', family: 4 as const, purpose: 'addresses of known endpoints', exact: true, size: 64, elements: now.maps.find((m) => m.name === 'ingress4')!.elements.map((e) => ({ value: e.key, owner: e.owner })) };
+  const chains = now.chains.map((c) => {
+    if (!c.hook) return c;
+    const fc = c.rules.filter((r) => r.comment.startsWith('moat:fail-closed-')).map((r) => ({ ...r, matches: [{ kind: 'set' as const, dir: r.matches[0].kind === 'set' ? r.matches[0].dir : ('src' as const), family: 4 as const, set: 'known4', negate: true }, ...r.matches] }));
+    const rest = c.rules.filter((r) => !r.comment.startsWith('moat:fail-closed-'));
+    return { ...c, rules: [...rest.slice(0, 2), ...fc, ...rest.slice(2)] };
+  });
+  const earlier = { ...now, sets: [...now.sets, known4], chains };
+  const d = incrementalScript(earlier, compilePlan(withSecondApi(), p));
+  assert.equal(d.incremental, false);
+  assert.match(d.incremental ? '' : d.reason, /chain egress changed/);
 });
 
 test('a changed base chain or NFLOG group is not incremental', () => {
@@ -88,8 +109,8 @@ test('incremental apply in a throw-away netns gives the same kernel ruleset as a
   const c = compilePlan(reused, p);
   const r2 = await applyIncremental(b, c, opts);
   assert.equal(r2.mode, 'incremental', r2.reason);
-  assert.match(r2.script, /delete element inet moatinc known4 \{ 172\.28\.2\.30 \}/);
-  assert.match(r2.script, /add element inet moatinc known4 \{ 172\.28\.2\.30 comment "ctr:shop\/mysql-new" \}/);
+  assert.match(r2.script, /delete element inet moatinc ingress4 \{ 172\.28\.2\.30 \}/);
+  assert.match(r2.script, /add element inet moatinc ingress4 \{ 172\.28\.2\.30 comment "ctr:shop\/mysql-new" : goto in_/);
 
   const full = inNetns(ns2, 'nft', ['-f', '-'], renderReplace(c, { table: 'moatinc' }));
   assert.equal(full.status, 0, full.stderr);

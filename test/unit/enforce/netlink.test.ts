@@ -27,15 +27,24 @@ function viaNetlink(ns: string, table: string, batches: ElementChange[][]): stri
 
 const hex = (b: Buffer) => b.toString('hex');
 
-test('a map element is encoded as nft encodes it: key, jump verdict with chain, comment as userdata', () => {
+test('a map element is encoded as nft encodes it: key, goto verdict with chain (or accept), comment as userdata', () => {
   const [parts] = encodeElements({ verb: 'add', kind: 'map', name: 'm', family: 4, elements: [{ value: '10.0.0.9', owner: 'ctr:y', chain: 'c' }] });
-  // Bytes as `nft --debug=mnl add element inet t m { 10.0.0.9 comment "ctr:y" : jump c }` shows them (nft 1.0.6).
+  // Bytes as `nft --debug=mnl add element inet t m { 10.0.0.9 comment "ctr:y" : goto c }` shows them (nft 1.0.6).
   const expected =
     '3400' + '0180' + // NFTA_LIST_ELEM (nested), 52 bytes
     '0c00' + '0180' + '0800' + '0100' + '0a000009' + // KEY { VALUE 10.0.0.9 }
-    '1800' + '0280' + '1400' + '0280' + '0800' + '0100' + 'fffffffd' + '0600' + '0200' + '63000000' + // DATA { VERDICT { CODE -3 (jump), CHAIN "c" } }
+    '1800' + '0280' + '1400' + '0280' + '0800' + '0100' + 'fffffffc' + '0600' + '0200' + '63000000' + // DATA { VERDICT { CODE -4 (goto), CHAIN "c" } }
     '0c00' + '0600' + '0006' + '6374723a7900'; // USERDATA: comment TLV (type 0, length 6) "ctr:y\0"
   assert.equal(hex(parts[0]), expected);
+  // An address without rules in the map's direction: `... : accept` (nft 1.0.6, the same way).
+  const [acc] = encodeElements({ verb: 'add', kind: 'map', name: 'm', family: 4, elements: [{ value: '10.0.0.8', owner: 'ctr:y', chain: '' }] });
+  const accept =
+    '2c00' + '0180' + // NFTA_LIST_ELEM (nested), 44 bytes
+    '0c00' + '0180' + '0800' + '0100' + '0a000008' + // KEY { VALUE 10.0.0.8 }
+    '1000' + '0280' + '0c00' + '0280' + '0800' + '0100' + '00000001' + // DATA { VERDICT { CODE 1 (accept) } }
+    '0c00' + '0600' + '0006' + '6374723a7900';
+  assert.equal(hex(acc[0]), accept);
+  assert.throws(() => encodeElements({ verb: 'add', kind: 'map', name: 'm', family: 4, elements: [{ value: '10.0.0.8', chain: 'a b' }] }), /invalid chain name/);
 });
 
 test('an interval-set element is a start element and an end element flagged INTERVAL_END', () => {
@@ -117,7 +126,7 @@ test('in the kernel: adds and deletes over netlink read back through nft; a fail
     [
       { verb: 'delete', kind: 'set', name: 's', family: 4, elements: [{ value: '10.0.0.2' }] },
       { verb: 'delete', kind: 'map', name: 'm', family: 4, elements: [{ value: '10.0.0.1' }] },
-      { verb: 'add', kind: 'map', name: 'm', family: 4, elements: [{ value: '10.0.0.1', owner: 'ctr:a2', chain: 'c' }] },
+      { verb: 'add', kind: 'map', name: 'm', family: 4, elements: [{ value: '10.0.0.1', owner: 'ctr:a2', chain: 'c' }, { value: '10.0.0.3', owner: 'net:n', chain: '' }] },
     ],
   ]);
   assert.equal(out[0], 'ok');
@@ -129,7 +138,8 @@ test('in the kernel: adds and deletes over netlink read back through nft; a fail
   assert.match(list.stdout, /10\.0\.0\.1 comment "ctr:a"/);
   assert.match(list.stdout, /10\.9\.0\.0\/16 comment "net:n"/);
   assert.match(list.stdout, /fd00::5 comment "ctr:a"/);
-  assert.match(list.stdout, /10\.0\.0\.1 comment "ctr:a2" : jump c/);
+  assert.match(list.stdout, /10\.0\.0\.1 comment "ctr:a2" : goto c/);
+  assert.match(list.stdout, /10\.0\.0\.3 comment "net:n" : accept/);
   assert.doesNotMatch(list.stdout, /10\.0\.0\.2\b/);
   assert.doesNotMatch(list.stdout, /10\.0\.0\.50|10\.0\.0\.51/);
 });

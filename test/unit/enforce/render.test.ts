@@ -132,3 +132,41 @@ test('a CIDR peer with one exception is written into the rules (nft: two compari
   const saved = inNetns(ns, 'iptables', ['-S']).stdout;
   assert.match(saved, /-s 100\.64\.0\.0\/10 .*-m iprange ! --src-range 100\.6\d\.\d+\.0-100\.6\d\.\d+\.255/);
 });
+
+test('every known address is in both maps (goto its chain, accept without one); fail-closed comes after them; iptables keeps its known ipsets ahead of the trees', () => {
+  // The three-tier world with its bridges' gateways and one container no policy selects (no rules either way).
+  const w = threeTierWorld();
+  w.networks = w.networks.map((n, i) => ({ ...n, gateways: [i === 0 ? '172.28.1.1' : '172.28.2.1'] }));
+  w.endpoints.push({ ...w.endpoints[3], id: 'shop/tool', name: 'tool', composeService: 'tool', containerName: 'shop-tool-1', labels: {}, attachments: [{ network: 'shop_backend', ipv4: '172.28.2.50' }], declaredPorts: [] });
+  const p = compilePlan(w, threeTierPolicies());
+  assert.ok(!p.sets.some((s) => s.name.startsWith('known')), 'no known-address sets in the plan');
+  for (const name of ['ingress4', 'egress4']) {
+    const m = new Map(p.maps.find((x) => x.name === name)!.elements.map((e) => [e.key, e]));
+    for (const a of ['172.28.1.10', '172.28.1.20', '172.28.2.20', '172.28.2.30', '172.28.2.40']) assert.match(m.get(a)?.chain ?? '', /^(in|eg)_/, `${name} ${a}`);
+    assert.deepEqual([m.get('172.28.2.50')?.chain, m.get('172.28.2.50')?.owner], ['', 'ctr:shop/tool']);
+    assert.deepEqual([m.get('172.28.1.1')?.chain, m.get('172.28.1.1')?.owner], ['', 'net:shop_frontend']);
+    assert.equal(m.size, 8);
+  }
+  const script = renderReplace(p, { table: 'moat' });
+  assert.match(script, /172\.28\.2\.50 comment "ctr:shop\/tool" : accept/);
+  assert.match(script, /172\.28\.2\.1 comment "net:shop_backend" : accept/);
+  assert.match(script, /172\.28\.2\.30 comment "ctr:shop\/mysql" : goto in_/);
+  assert.doesNotMatch(script, /: jump /);
+  assert.match(script, /ip saddr vmap @egress4 comment "moat:egress"\n\t\tip6 saddr vmap @egress6 comment "moat:egress"\n\t\tip saddr @managed4 counter log prefix "moat:failclosed:src:unknown-address" group 100 drop/);
+  assert.match(script, /ip daddr vmap @ingress4 comment "moat:ingress"\n\t\tip6 daddr vmap @ingress6 comment "moat:ingress"\n\t\tip daddr @managed4 counter log prefix "moat:failclosed:dst:unknown-address" group 100 drop/);
+
+  // iptables: a known ipset of all eight addresses, the fail-closed pair ahead of the dispatch jump,
+  // and no dispatch rule for an address without a chain.
+  const defs = ipsetDefs(p);
+  const known = defs.find((d) => d.key === 'known4')!;
+  assert.deepEqual(known.entries.map((e) => e.value).sort(), ['172.28.1.1', '172.28.1.10', '172.28.1.20', '172.28.2.1', '172.28.2.20', '172.28.2.30', '172.28.2.40', '172.28.2.50']);
+  const v4 = renderRestore(p, 4, jumps, [], setNamesOf(defs));
+  const lines = v4.split('\n').filter((l) => l.startsWith('-A MOAT '));
+  const fcSrc = lines.findIndex((l) => l.includes(`! --match-set ${known.name} src`) && l.includes('moat:fail-closed-src'));
+  const egressJump = lines.findIndex((l) => l.includes('"moat:egress"'));
+  const fcDst = lines.findIndex((l) => l.includes(`! --match-set ${known.name} dst`) && l.includes('moat:fail-closed-dst'));
+  const ingressJump = lines.findIndex((l) => l.includes('"moat:ingress"'));
+  assert.ok(fcSrc >= 0 && fcSrc < egressJump && egressJump < fcDst && fcDst < ingressJump, lines.join('\n'));
+  assert.doesNotMatch(v4, /172\.28\.2\.50\/32|172\.28\.1\.1\/32/, 'no dispatch rule for an address without a chain');
+  assert.match(v4, /-d 172\.28\.2\.30\/32 -m comment --comment "ctr:shop\/mysql" -g MOAT-in_/);
+});

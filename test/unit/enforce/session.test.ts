@@ -130,8 +130,13 @@ test('incremental compile equals a full compile step by step (a moat policy file
   assert.ok(stats.delta >= 40, `fast path taken ${stats.delta} times of 100 (full: ${stats.full})`);
 });
 
+/** The three-tier world with its bridges' gateways (in both verdict maps, owned by their network). */
+function withGateways(w: World): World {
+  return { ...w, networks: w.networks.map((n, i) => ({ ...n, gateways: [`172.28.${i + 1}.1`, ...(n.subnets.some((x) => x.includes(':')) ? ['fd00:28:1::1'] : [])] })) };
+}
+
 test('incremental compile equals a full compile step by step (three-tier, groups, allowlists, IPv6)', () => {
-  const world = threeTierWorld();
+  const world = withGateways(threeTierWorld());
   const policies = threeTierPolicies();
   const { stats } = run('three-tier', world, policies, 80, 11, (k, like) => like.attachments.map((a) => ({ ...a, ipv4: a.ipv4 ? a.ipv4.replace(/\.\d+$/, `.${100 + (k % 150)}`) : undefined, ipv6: a.ipv6 ? a.ipv6.replace(/:[0-9a-f]+$/, `:${(0x100 + k).toString(16)}`) : undefined })));
   assert.ok(stats.delta >= 30, `fast path taken ${stats.delta} times of 80 (full: ${stats.full})`);
@@ -166,7 +171,7 @@ function replica(like: Endpoint, k: number): Endpoint {
 const capacities = (p: RulesetPlan) => [...p.maps, ...p.sets].filter((x) => x.size !== undefined).map((x) => ({ name: x.name, n: x.elements.length, size: x.size! }));
 
 test('a verdict map never outgrows its kernel capacity: the delta that would fill it is a full compile with a larger size', () => {
-  const world = syntheticWorld(600);
+  const world = syntheticWorld(300);
   // Egress isolation of the web tier, no peer sets (peers: all): the map fills before any set.
   const policies = emptyPolicySet();
   for (let n = 0; n < 6; n++) policies.policies.push({ id: `t:web${n}`, name: `web${n}`, kind: 'label', subject: { namespaces: { kind: 'names', names: [`syn${n}`] }, labels: { matchLabels: { tier: 'web' } } }, isolates: { ingress: false, egress: true }, ingress: [], egress: [{ action: 'allow', peers: 'all' }] });
@@ -278,8 +283,8 @@ test('a policy change after container churn keeps the capacities the kernel has 
   assert.ok(d.changes.chainsAdded.length > 0, 'the policy change brings new chains');
   // A capacity is kept while the elements fit and it is at most four times a fresh one.
   const input = buildEnforcementInput(churned, policies);
-  const known = fresh.sets.find((x) => x.name === 'known4')!;
-  const sized = (capacity: number) => compile(input, { capacities: new Map([['known4', capacity]]) }).sets.find((x) => x.name === 'known4')!.size;
+  const known = fresh.maps.find((x) => x.name === 'ingress4')!;
+  const sized = (capacity: number) => compile(input, { capacities: new Map([['ingress4', capacity]]) }).maps.find((x) => x.name === 'ingress4')!.size;
   assert.equal(sized(known.size! * 4), known.size! * 4);
   assert.equal(sized(known.size! * 8), known.size!, 'far too large: a fresh capacity');
   assert.equal(sized(known.elements.length - 1), known.size!, 'too small: a fresh capacity');
@@ -427,7 +432,7 @@ test('policy deltas equal full compiles (three-tier: groups, allowlists, IPv6)',
   const v6 = (k: number, like: Endpoint) => like.attachments.map((a) => ({ ...a, ipv4: a.ipv4 ? a.ipv4.replace(/\.\d+$/, `.${100 + (k % 150)}`) : undefined, ipv6: a.ipv6 ? a.ipv6.replace(/:[0-9a-f]+$/, `:${(0x100 + k).toString(16)}`) : undefined }));
   // With a container on the host's network and one on a managed network without an address yet: their
   // warnings depend on whether a policy selects them.
-  const base = threeTierWorld();
+  const base = withGateways(threeTierWorld());
   const like = base.endpoints[0];
   const world: World = {
     ...base,

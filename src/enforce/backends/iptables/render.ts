@@ -38,9 +38,10 @@ export interface Jumps {
  * this shape is returned as it is.
  */
 export function iptablesPlan(plan: RulesetPlan): RulesetPlan {
-  const egress = plan.chains.find((c) => c.hook === 'egress');
-  const ingress = plan.chains.find((c) => c.hook === 'ingress');
-  if (!egress || !ingress) return plan;
+  if (!plan.chains.some((c) => c.hook === 'egress') || !plan.chains.some((c) => c.hook === 'ingress')) return plan;
+  plan = withKnownSets(plan);
+  const egress = plan.chains.find((c) => c.hook === 'egress')!;
+  const ingress = plan.chains.find((c) => c.hook === 'ingress')!;
   const seen = new Set(egress.rules.map((r) => JSON.stringify(r)));
   const forward = [...egress.rules, ...ingress.rules.filter((r) => !seen.has(JSON.stringify(r)))];
   const base: PlanChain[] = [
@@ -49,6 +50,39 @@ export function iptablesPlan(plan: RulesetPlan): RulesetPlan {
     { name: 'output', owners: [], rules: ingress.rules },
   ];
   return { ...plan, chains: [...base, ...plan.chains.filter((c) => !c.hook)] };
+}
+
+const FAIL_CLOSED = /^moat:fail-closed-/;
+
+/**
+ * The plan with its known addresses as sets of their own (`known4`, `known6`, after `managed4` and
+ * `managed6`), and each base chain's fail-closed rules ahead of its verdict maps, matching an address
+ * on a managed network that is not known. The plan's maps hold every known address and their verdict
+ * is final (nft `goto`, plan-model.ts); iptables' FORWARD carries both directions, so its egress
+ * dispatch must return to the ingress rules after it, and an unknown address must be caught before.
+ * A plan recorded by an earlier moat, which has the sets already, is returned as it is.
+ */
+function withKnownSets(plan: RulesetPlan): RulesetPlan {
+  if (plan.sets.some((s) => /^known[46]$/.test(s.name))) return plan;
+  const sets: AddressSet[] = [];
+  for (const s of plan.sets) {
+    sets.push(s);
+    const f = s.name === 'managed4' ? 4 : s.name === 'managed6' ? 6 : undefined;
+    if (f === undefined) continue;
+    const map = plan.maps.find((m) => m.name === `ingress${f}`);
+    sets.push({ name: `known${f}`, family: f, elements: (map?.elements ?? []).map((e) => ({ value: e.key, owner: e.owner })), purpose: 'addresses of known endpoints', exact: true });
+  }
+  const chains = plan.chains.map((c) => {
+    if (!c.hook) return c;
+    const failClosed = c.rules.filter((r) => FAIL_CLOSED.test(r.comment)).map((r) => ({
+      ...r,
+      matches: r.matches.flatMap((m): Match[] => (m.kind === 'set' && /^managed[46]$/.test(m.set) ? [{ ...m, set: `known${m.family}`, negate: true }, m] : [m])),
+    }));
+    const rest = c.rules.filter((r) => !FAIL_CLOSED.test(r.comment));
+    const at = rest.findIndex((r) => r.verdict.kind === 'vmap');
+    return { ...c, rules: at < 0 ? [...rest, ...failClosed] : [...rest.slice(0, at), ...failClosed, ...rest.slice(at)] };
+  });
+  return { ...plan, sets, chains };
 }
 
 /** Plan set name -> ipset name. */
@@ -162,7 +196,9 @@ export function dispatchTrees(plan: RulesetPlan, family: Family, options: Iptabl
       const key = `${v.map}|${v.dir}`;
       if (trees.has(key)) continue;
       const map = plan.maps.find((x) => x.name === v.map);
-      const entries = (map?.elements ?? []).map((e) => ({ address: e.key, target: n.chain(e.chain), owner: e.owner }));
+      // An address without rules in this direction ('') passes: no dispatch rule (it falls through
+      // to the rules after the tree, which are not fail-closed: those come before it, withKnownSets).
+      const entries = (map?.elements ?? []).filter((e) => e.chain !== '').map((e) => ({ address: e.key, target: n.chain(e.chain), owner: e.owner }));
       trees.set(key, dispatchTree(entries, family, v.dir, n.chainPrefix, options.dispatch));
     }
   }
@@ -285,6 +321,7 @@ export interface IpsetDef {
 }
 
 export function ipsetDefs(plan: RulesetPlan, options: IptablesRenderOptions = {}): IpsetDef[] {
+  plan = iptablesPlan(plan);
   const n = names(options);
   const out: IpsetDef[] = [];
   const named = (key: string, family: Family, entries: { value: string; owner: string }[]): IpsetDef => {

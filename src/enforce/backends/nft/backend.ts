@@ -172,7 +172,7 @@ export function summaryFromNftJson(items: unknown[]): RulesetSummary {
       const m: Record<string, string> = {};
       for (const pair of it.map.elem ?? []) {
         const [k, v] = pair as [unknown, J];
-        m[elemValue(k)] = v?.jump?.target ?? v?.goto?.target ?? JSON.stringify(v);
+        m[elemValue(k)] = v?.jump?.target ?? v?.goto?.target ?? (v && typeof v === 'object' && 'accept' in v ? 'accept' : JSON.stringify(v));
       }
       s.maps[it.map.name] = m;
     } else if (it.chain) s.chains[it.chain.name] ??= [];

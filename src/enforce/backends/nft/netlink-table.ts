@@ -53,7 +53,7 @@ const NFT_SET_INTERVAL = 0x4;
 const NFT_SET_MAP = 0x8;
 const NFT_SET_ELEM_INTERVAL_END = 0x1;
 const NFT_DATA_VERDICT = 0xffffff00;
-const VERDICT = { drop: 0, accept: 1, jump: -3, return: -5 } as const;
+const VERDICT = { drop: 0, accept: 1, jump: -3, goto: -4, return: -5 } as const;
 const NF_HOOK_NUM: Record<string, number> = { prerouting: 0, postrouting: 4 };
 /** `priority filter - 10`. */
 const CHAIN_PRIORITY = -10;
@@ -462,14 +462,18 @@ function verdictMap(c: Ctx, m: VerdictMap): void {
   elementMessages(c, name, id, m.elements.length, (i) => {
     const el = m.elements[i];
     const k = hostKey(el.key, m.family, `map key of ${name}:`);
-    if (!chains.has(el.chain)) chains.add(assertName(el.chain, 'chain name'));
+    // `goto` the address's chain (the base chain's vmap verdict is final), `accept` when it has none.
+    if (el.chain !== '' && !chains.has(el.chain)) chains.add(assertName(el.chain, 'chain name'));
     const e = w.nest(LIST_ELEM);
     if (typeof k === 'number') w.keyV4(k);
     else w.key(k);
     const d = w.nest(ELEM.DATA);
     const v = w.nest(DATA_VERDICT);
-    w.be32(VERDICT_CODE, VERDICT.jump);
-    w.str(VERDICT_CHAIN, el.chain);
+    if (el.chain === '') w.be32(VERDICT_CODE, VERDICT.accept);
+    else {
+      w.be32(VERDICT_CODE, VERDICT.goto);
+      w.str(VERDICT_CHAIN, el.chain);
+    }
     w.close(v);
     w.close(d);
     w.udata(ELEM.USERDATA, safeComment(el.owner));

@@ -40,7 +40,8 @@ const NFTA_DATA_VALUE = 1;
 const NFTA_DATA_VERDICT = 2;
 const NFTA_VERDICT_CODE = 1;
 const NFTA_VERDICT_CHAIN = 2;
-const NFT_JUMP = -3;
+const NFT_GOTO = -4;
+const NF_ACCEPT = 1;
 const NFT_SET_ELEM_INTERVAL_END = 0x1;
 const NFTNL_UDATA_SET_ELEM_COMMENT = 0;
 /** Elements per message: keeps every message well under the socket's buffer (64 kB). */
@@ -137,8 +138,12 @@ export function encodeElements(c: ElementChange): Buffer[][] {
       const { start } = intervalOf(e.value, c.family);
       const parts = [key(start)];
       if (c.verb === 'add') {
-        if (!e.chain || !/^[A-Za-z_][A-Za-z0-9_.-]{0,255}$/.test(e.chain)) throw new Error(`invalid chain name for map element: ${JSON.stringify(e.chain)}`);
-        parts.push(nest(NFTA_SET_ELEM_DATA, [nest(NFTA_DATA_VERDICT, [be32(NFTA_VERDICT_CODE, NFT_JUMP), strz(NFTA_VERDICT_CHAIN, e.chain)])]));
+        // `goto` the address's chain (plan-model.ts MapElement), `accept` when it has none ('').
+        if (e.chain === '') parts.push(nest(NFTA_SET_ELEM_DATA, [nest(NFTA_DATA_VERDICT, [be32(NFTA_VERDICT_CODE, NF_ACCEPT)])]));
+        else {
+          if (!e.chain || !/^[A-Za-z_][A-Za-z0-9_.-]{0,255}$/.test(e.chain)) throw new Error(`invalid chain name for map element: ${JSON.stringify(e.chain)}`);
+          parts.push(nest(NFTA_SET_ELEM_DATA, [nest(NFTA_DATA_VERDICT, [be32(NFTA_VERDICT_CODE, NFT_GOTO), strz(NFTA_VERDICT_CHAIN, e.chain)])]));
+        }
         if (e.owner) parts.push(comment(e.owner));
       }
       out.push([nest(NFTA_LIST_ELEM, parts)]);

@@ -162,8 +162,9 @@ export function renderSet(s: AddressSet, indent = '\t'): string {
   return lines.join('\n');
 }
 
+/** A verdict-map element: `goto` the address's chain (the base chain's vmap verdict is final), or `accept` when it has none. */
 export function mapElementText(e: VerdictMap['elements'][number]): string {
-  return `${canonicalAddress(e.key).text} comment "${safeComment(e.owner)}" : jump ${assertName(e.chain, 'chain name')}`;
+  return `${canonicalAddress(e.key).text} comment "${safeComment(e.owner)}" : ${e.chain === '' ? 'accept' : `goto ${assertName(e.chain, 'chain name')}`}`;
 }
 
 export function renderMap(m: VerdictMap, indent = '\t'): string {
