@@ -37,13 +37,18 @@ const SECONDS = Math.min(arg('seconds', 4), 15);
 const ENDPOINTS = arg('endpoints', 10_000);
 const POLICIES = arg('policies', 1_000);
 const NAIVE_RULES = Math.min(arg('naive-rules', 10_000), 20_000);
-const AB_ROUNDS = Math.min(arg('ab', 0), 30);
+const AB_ROUNDS = Math.min(arg('ab', 0), 120);
 /** `--floor`: also the hooks alone (A/B mode); `--only a,b`: only the configurations whose names contain these. */
 const FLOOR = process.argv.includes('--floor');
 const ONLY = (() => {
   const i = process.argv.indexOf('--only');
   return i > 0 ? process.argv[i + 1].split(',') : [];
 })();
+/**
+ * How long the two containers live (they are removed at the end in any case): 15 minutes, or more for
+ * long paired runs (a round is ~4 runs of SECONDS plus ~6 s of setup; 4 configurations at most).
+ */
+const CONTAINER_SECONDS = 900 + AB_ROUNDS * 4 * (4 * SECONDS + 10);
 const MAX_CONN = 60_000; // per connection-rate run, so conntrack (max 262,144 here) never fills
 
 const rnd = randomBytes(3).toString('hex');
@@ -88,16 +93,22 @@ function nsenter(pid: number, argv: string[], timeoutMs: number) {
 }
 
 async function throughput(srvPid: number, cliPid: number, srvIp: string): Promise<number> {
-  const server = spawn('nsenter', ['-t', String(srvPid), '-n', 'iperf3', '-s', '-1', '-p', '5201'], { stdio: 'ignore' });
-  await new Promise((r) => setTimeout(r, 400));
-  const r = nsenter(cliPid, ['iperf3', '-c', srvIp, '-p', '5201', '-t', String(SECONDS), '-J'], (SECONDS + 20) * 1000);
-  if (server.exitCode === null && server.pid) process.kill(server.pid, 'SIGTERM');
-  try {
-    const j = JSON.parse(r.stdout) as { end: { sum_received: { bits_per_second: number } } };
-    return j.end.sum_received.bits_per_second / 1e9;
-  } catch {
-    throw new Error(`iperf3 failed: ${r.stderr || r.stdout.slice(0, 500)}`);
+  // At most 3 tries: on a loaded machine the one-shot server is now and then not listening yet.
+  let error = '';
+  for (let attempt = 0; attempt < 3; attempt++) {
+    const server = spawn('nsenter', ['-t', String(srvPid), '-n', 'iperf3', '-s', '-1', '-p', '5201'], { stdio: 'ignore' });
+    await new Promise((r) => setTimeout(r, 400 * (attempt + 1)));
+    const r = nsenter(cliPid, ['iperf3', '-c', srvIp, '-p', '5201', '-t', String(SECONDS), '-J'], (SECONDS + 20) * 1000);
+    if (server.exitCode === null && server.pid) process.kill(server.pid, 'SIGTERM');
+    await new Promise((res) => (server.exitCode !== null || server.signalCode !== null ? res(undefined) : server.once('exit', res)));
+    try {
+      const j = JSON.parse(r.stdout) as { end: { sum_received: { bits_per_second: number } } };
+      return j.end.sum_received.bits_per_second / 1e9;
+    } catch {
+      error = r.stderr || r.stdout.slice(0, 500);
+    }
   }
+  throw new Error(`iperf3 failed 3 times: ${error}`);
 }
 
 async function connRate(srvPid: number, cliPid: number, srvIp: string, drainTo = 30_000): Promise<number> {
@@ -114,7 +125,7 @@ async function connRate(srvPid: number, cliPid: number, srvIp: string, drainTo =
 
 async function container(name: string, net: string, role: string): Promise<{ id: string; pid: number; ip: string }> {
   const c = await docker.createContainer({
-    name, Image: BUSYBOX_IMAGE, Cmd: ['sleep', '900'], Labels: { 'com.docker.compose.project': project, 'com.docker.compose.service': role, 'moat.bench.role': role },
+    name, Image: BUSYBOX_IMAGE, Cmd: ['sleep', String(CONTAINER_SECONDS)], Labels: { 'com.docker.compose.project': project, 'com.docker.compose.service': role, 'moat.bench.role': role },
     HostConfig: { NetworkMode: net },
   });
   created.containers.push(c.id);
@@ -205,25 +216,40 @@ try {
       const v = [...xs].sort((a, b) => a - b);
       return v.length % 2 ? v[(v.length - 1) / 2] : (v[v.length / 2 - 1] + v[v.length / 2]) / 2;
     };
+    // Median, and mean with its standard error (the spread of the per-round ratios over sqrt(rounds)).
+    const stats = (xs: number[]) => {
+      const mean = xs.reduce((a, b) => a + b, 0) / xs.length;
+      const se = xs.length > 1 ? Math.sqrt(xs.reduce((a, b) => a + (b - mean) ** 2, 0) / (xs.length - 1) / xs.length) : 0;
+      const r1 = (x: number) => Math.round(x * 1000) / 10;
+      return { perRound: xs.map(r1), median: r1(median(xs)), mean: r1(mean), standardError: r1(se) };
+    };
     const out: Record<string, unknown> = {};
     for (const tg of toggles) {
       if (tg.load) tg.load();
       else await applyPlan(plan, tg.opts);
       const gbps: number[] = [];
       const cps: number[] = [];
-      for (let i = 0; i < AB_ROUNDS; i++) {
+      let failed = '';
+      for (let i = 0; i < AB_ROUNDS && !failed; i++) {
         // Each metric's off and on runs back to back, the order alternating per round. Conntrack may
         // fill up to 150,000 entries here (the two runs of a pair see nearly the same table).
         const order = i % 2 === 0 ? [false, true] : [true, false];
         const tp: Record<string, number> = {};
         const cr: Record<string, number> = {};
-        for (const on of order) {
-          tg.set(on);
-          tp[String(on)] = await throughput(srv.pid, cli.pid, srv.ip);
-        }
-        for (const on of order) {
-          tg.set(on);
-          cr[String(on)] = await connRate(srv.pid, cli.pid, srv.ip, 150_000);
+        try {
+          for (const on of order) {
+            tg.set(on);
+            tp[String(on)] = await throughput(srv.pid, cli.pid, srv.ip);
+          }
+          for (const on of order) {
+            tg.set(on);
+            cr[String(on)] = await connRate(srv.pid, cli.pid, srv.ip, 150_000);
+          }
+        } catch (e) {
+          // The rounds so far stand; this configuration stops here, the next one runs.
+          failed = `round ${i + 1}: ${(e as Error).message.split('\n')[0]}`;
+          process.stderr.write(`${tg.name}: ${failed}\n`);
+          break;
         }
         gbps.push(tp.true / tp.false);
         cps.push(cr.true / cr.false);
@@ -232,8 +258,14 @@ try {
       tg.set(true);
       if (tg.unload) tg.unload();
       else await uninstall(tg.opts);
-      const pct = (xs: number[]) => xs.map((x) => Math.round(x * 1000) / 10);
-      out[tg.name] = { throughputPct: { perRound: pct(gbps), median: Math.round(median(gbps) * 1000) / 10 }, connPerSecondPct: { perRound: pct(cps), median: Math.round(median(cps) * 1000) / 10 } };
+      if (gbps.length === 0) {
+        out[tg.name] = { failed };
+        continue;
+      }
+      const tp = stats(gbps);
+      const cr = stats(cps);
+      out[tg.name] = { rounds: gbps.length, ...(failed ? { failed } : {}), throughputPct: tp, connPerSecondPct: cr };
+      process.stderr.write(`${tg.name}: ${gbps.length} rounds: conn/s ${cr.median}% median, ${cr.mean} ± ${cr.standardError}%; throughput ${tp.median}% median, ${tp.mean} ± ${tp.standardError}%\n`);
     }
     console.log(JSON.stringify({ endpoints: ENDPOINTS, policies: POLICIES + 2, seconds: SECONDS, rounds: AB_ROUNDS, ruleset: { chains: plan.chains.length, sets: plan.sets.length }, onOffRatios: out }, null, 1));
   } else {
