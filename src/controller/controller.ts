@@ -18,7 +18,7 @@ import { IptablesBackend } from '../enforce/backends/iptables/backend.js';
 import { applyIncremental, applyPlan, backendFor, type EnforceOptions, type IncrementalChanges } from '../enforce/index.js';
 import { DEFAULT_STATE_DIR, saveApplied as saveAppliedRecord } from '../enforce/state.js';
 import { CompileSession } from '../enforce/compile/session.js';
-import { currentPlanShape, type RulesetPlan } from '../enforce/plan-model.js';
+import { currentPlanShape, isIngressMap, type RulesetPlan } from '../enforce/plan-model.js';
 import { UserError, formatDiagnostic, type Diagnostic } from '../model/diagnostics.js';
 import { emptyPolicySet, mergePolicySets, type PolicySet } from '../model/ir.js';
 import { endpointDisplayName, type World } from '../model/world.js';
@@ -641,7 +641,7 @@ export class Controller {
     this.metrics.setElements.set(plan.sets.reduce((n, s) => n + s.elements.length, 0) + plan.maps.reduce((n, m) => n + m.elements.length, 0));
     this.metrics.endpoints.set(world.endpoints.length);
     // Every known address is in the ingress maps (plan-model.ts MapElement).
-    const known = new Set(plan.maps.filter((m) => m.name.startsWith('ingress')).flatMap((m) => m.elements.map((e) => e.key)));
+    const known = new Set(plan.maps.filter((m) => isIngressMap(m.name)).flatMap((m) => m.elements.map((e) => e.key)));
     const now = new Date().toISOString();
     const seen = new Set<string>();
     for (const e of world.endpoints) {
@@ -869,7 +869,7 @@ export class Controller {
     for (const m of this.applied.maps) {
       for (const el of m.elements) {
         const c = chainOf.get(el.key) ?? {};
-        if (m.name.startsWith('ingress')) c.ingress = el.chain || undefined;
+        if (isIngressMap(m.name)) c.ingress = el.chain || undefined;
         else c.egress = el.chain || undefined;
         chainOf.set(el.key, c);
       }

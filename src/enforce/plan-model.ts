@@ -127,6 +127,21 @@ export interface VerdictMap {
   size?: number;
 }
 
+/** The names of a plan's fixed sets and verdict maps, per family. */
+export const SET = {
+  managed: (f: Family) => `managed${f}`,
+  notInternet: (f: Family) => `notinet${f}`,
+} as const;
+export const MAP = {
+  ingress: (f: Family) => `ingress${f}`,
+  egress: (f: Family) => `egress${f}`,
+} as const;
+
+/** An ingress map: with the egress map of its family, it holds every known address (MapElement). */
+export function isIngressMap(name: string): boolean {
+  return name === MAP.ingress(4) || name === MAP.ingress(6);
+}
+
 /** A verdict map's capacity for this many elements: twice as many, a power of two, at least 1,024. */
 export function mapCapacity(elements: number): number {
   let c = 1024;

@@ -5,7 +5,7 @@ import { hash as digest } from 'node:crypto';
 import { ConnSet, MAX_PORT, MIN_PORT } from '../../model/connset.js';
 import { parseCidr, type Family } from '../../model/address.js';
 import { canonicalIPv4Prefix, canonicalIPv4Value, ipv4Text } from './ipv4.js';
-import { mapCapacity, setCapacity, type AddressSet, type L4, type MapElement, type Match, type PlanChain, type PlanRule, type RulesetPlan, type SetElement, type VerdictMap } from '../plan-model.js';
+import { MAP, mapCapacity, SET, setCapacity, type AddressSet, type L4, type MapElement, type Match, type PlanChain, type PlanRule, type RulesetPlan, type SetElement, type VerdictMap } from '../plan-model.js';
 import { assertNflogGroup, elementText, safeComment, safeLogPrefix } from '../validate.js';
 import type { Clause, DirectionPolicy, EnforcementInput, PeerAddresses, PublishedGuard, ResolvedEndpoint } from './resolved.js';
 
@@ -43,15 +43,6 @@ export function keptCapacity(capacities: ReadonlyMap<string, number> | undefined
 
 export const DEFAULT_NFLOG_GROUP = 100;
 const FAMILIES: Family[] = [4, 6];
-
-export const SET = {
-  managed: (f: Family) => `managed${f}`,
-  notInternet: (f: Family) => `notinet${f}`,
-} as const;
-export const MAP = {
-  ingress: (f: Family) => `ingress${f}`,
-  egress: (f: Family) => `egress${f}`,
-} as const;
 
 function hash(text: string, n = 10): string {
   // One-shot hash (Node >= 20.12): the same digest without a Hash object per chain and set name.
@@ -127,10 +118,13 @@ export function disjointElements(values: string[]): string[] {
   return kept.map((r) => r.text);
 }
 
+/** How addresses are matched in a rule: a named set, or one CIDR written into the rule. */
+type AddressMatch = { set: string } | { cidr: string };
+
 interface PeerEntry {
   cidrs: Partial<Record<Family, string[]>>;
   /** How the peer's addresses of a family are matched (null: not at all). */
-  matches: Partial<Record<Family, { set: string } | { cidr: string } | null>>;
+  matches: Partial<Record<Family, AddressMatch | null>>;
 }
 
 class Builder {
@@ -181,7 +175,7 @@ class Builder {
   // once per peer object instead of per clause (a filtered copy of a large peer's addresses per clause
   // was much of the garbage of a compile). The names are those addressSet gives on the first call.
   private readonly peerMemo = new Map<PeerAddresses, PeerEntry>();
-  private readonly exceptMemo = new Map<PeerAddresses['cidrsExcept'][number], { cidr?: string; except?: { set: string } | { cidr: string } | null }>();
+  private readonly exceptMemo = new Map<PeerAddresses['cidrsExcept'][number], { cidr?: string; except?: AddressMatch | null }>();
 
   private peerEntry(peer: PeerAddresses): PeerEntry {
     let m = this.peerMemo.get(peer);
@@ -202,7 +196,7 @@ class Builder {
    * the rule (one comparison instead of a set lookup, one set fewer for the kernel to create and
    * find by name), more than one have a set; none, nothing (undefined).
    */
-  peerMatch(peer: PeerAddresses, family: Family, owner: string): { set: string } | { cidr: string } | undefined {
+  peerMatch(peer: PeerAddresses, family: Family, owner: string): AddressMatch | undefined {
     const m = this.peerEntry(peer);
     let v = m.matches[family];
     if (v === undefined) {
@@ -215,7 +209,7 @@ class Builder {
   }
 
   /** A CIDR with exceptions: the CIDR, and its exceptions of the family as one CIDR or a set (or none). */
-  exceptMatch(peer: PeerAddresses, ce: PeerAddresses['cidrsExcept'][number], family: Family, owner: string): { cidr: string; except?: { set: string } | { cidr: string } } {
+  exceptMatch(peer: PeerAddresses, ce: PeerAddresses['cidrsExcept'][number], family: Family, owner: string): { cidr: string; except?: AddressMatch } {
     let m = this.exceptMemo.get(ce);
     if (!m) this.exceptMemo.set(ce, (m = {}));
     const k = peer.key !== undefined ? `${peer.key}|${ce.cidr}` : undefined;
@@ -264,7 +258,7 @@ function peerAlternatives(b: Builder, peer: PeerAddresses, dir: 'src' | 'dst', o
   if (peer.internet) {
     for (const f of b.families) out.push([{ kind: 'set', dir, family: f, set: SET.notInternet(f), negate: true }, { kind: 'local', dir, negate: true }]);
   }
-  const addr = (m: { set: string } | { cidr: string }, family: Family, negate?: true): Match =>
+  const addr = (m: AddressMatch, family: Family, negate?: true): Match =>
     'set' in m ? { kind: 'set', dir, family, set: m.set, ...(negate && { negate }) } : { kind: 'cidr', dir, family, cidr: m.cidr, ...(negate && { negate }) };
   for (const f of b.families) {
     const m = b.peerMatch(peer, f, owner);

@@ -31,7 +31,7 @@ import { cidrContains, parseCidr, type Family } from '../../model/address.js';
 import { SYNTHETIC, type EndpointSelector, type Peer, type Policy, type PolicySet } from '../../model/ir.js';
 import { resolveWorld } from '../../analysis/resolve.js';
 import { endpointDisplayName, type Endpoint, type World } from '../../model/world.js';
-import { capacitiesOf, mapCapacity, type AddressSet, type MapElement, type PlanChain, type PlanRule, type RulesetPlan, type VerdictMap } from '../plan-model.js';
+import { capacitiesOf, isIngressMap, mapCapacity, type AddressSet, type MapElement, type PlanChain, type PlanRule, type RulesetPlan, type VerdictMap } from '../plan-model.js';
 import { canonicalAddress, safeComment } from '../validate.js';
 import { compile, endpointFamilies, keptCapacity, type CompileOptions } from './compile.js';
 import { buildEnforcementInput, enforcementInputFrom, POLICY_WARNINGS, type InputOptions } from './input.js';
@@ -124,7 +124,7 @@ function indexPlan(plan: RulesetPlan): PlanIndex {
   const ix: PlanIndex = { addrOwner: new Map(), ownerAddrs: new Map(), ownerSets: new Map(), ownerMaps: new Map(), idChains: new Map(), setRefs: new Map(), chainNames: new Set(), chainPos: chainPositions(plan.chains) };
   for (const s of plan.sets) for (const el of s.elements) if (el.owner.startsWith('ctr:')) addTo(ix.ownerSets, el.owner, s.name);
   for (const m of plan.maps) {
-    const known = m.name.startsWith('ingress');
+    const known = isIngressMap(m.name);
     for (const el of m.elements) {
       addTo(ix.ownerMaps, el.owner, m.name);
       if (known && el.owner.startsWith('ctr:')) noteAddress(ix, el.key, el.owner);
@@ -711,7 +711,7 @@ export class CompileSession {
     const names = fresh.map(endpointDisplayName);
     const warnings = [...plan.warnings, ...small.warnings.filter((w) => names.some((n) => w.includes(n)) && !plan.warnings.includes(w))];
 
-    for (const [name, els] of mapAdds) if (name.startsWith('ingress')) for (const el of els) noteAddress(ix, el.key, el.owner);
+    for (const [name, els] of mapAdds) if (isIngressMap(name)) for (const el of els) noteAddress(ix, el.key, el.owner);
     for (const [name, els] of additions) for (const el of els) addTo(ix.ownerSets, el.owner, name);
     for (const [name, els] of mapAdds) for (const el of els) addTo(ix.ownerMaps, el.owner, name);
     for (const [name, ids] of chainOwners) for (const id of ids) addTo(ix.idChains, id, name);

@@ -8,7 +8,7 @@
 import type { Family } from '../../../model/address.js';
 import type { PortRanges } from '../../../model/connset.js';
 import { createHash } from 'node:crypto';
-import type { AddressSet, Match, PlanChain, PlanRule, RulesetPlan } from '../../plan-model.js';
+import { MAP, SET, type AddressSet, type Match, type PlanChain, type PlanRule, type RulesetPlan } from '../../plan-model.js';
 import { assertName, cidrText, elementText, safeComment, safeLogPrefix } from '../../validate.js';
 import { dispatchChainPattern, dispatchTree, type DispatchOptions, type DispatchTree } from './dispatch.js';
 import ipaddr from 'ipaddr.js';
@@ -39,6 +39,10 @@ export interface Jumps {
  */
 export function iptablesPlan(plan: RulesetPlan): RulesetPlan {
   if (!plan.chains.some((c) => c.hook === 'egress') || !plan.chains.some((c) => c.hook === 'ingress')) return plan;
+  // One apply renders a plan several times (ipsets, each family, the summary): shaped once.
+  const done = shaped.get(plan);
+  if (done) return done;
+  const original = plan;
   plan = withKnownSets(plan);
   const egress = plan.chains.find((c) => c.hook === 'egress')!;
   const ingress = plan.chains.find((c) => c.hook === 'ingress')!;
@@ -49,10 +53,14 @@ export function iptablesPlan(plan: RulesetPlan): RulesetPlan {
     { name: 'input', owners: [], rules: egress.rules },
     { name: 'output', owners: [], rules: ingress.rules },
   ];
-  return { ...plan, chains: [...base, ...plan.chains.filter((c) => !c.hook)] };
+  const out = { ...plan, chains: [...base, ...plan.chains.filter((c) => !c.hook)] };
+  shaped.set(original, out);
+  return out;
 }
+const shaped = new WeakMap<RulesetPlan, RulesetPlan>();
 
 const FAIL_CLOSED = /^moat:fail-closed-/;
+const KNOWN = (f: Family) => `known${f}`;
 
 /**
  * The plan with its known addresses as sets of their own (`known4`, `known6`, after `managed4` and
@@ -63,20 +71,20 @@ const FAIL_CLOSED = /^moat:fail-closed-/;
  * A plan recorded by an earlier moat, which has the sets already, is returned as it is.
  */
 function withKnownSets(plan: RulesetPlan): RulesetPlan {
-  if (plan.sets.some((s) => /^known[46]$/.test(s.name))) return plan;
+  if (plan.sets.some((s) => s.name === KNOWN(4) || s.name === KNOWN(6))) return plan;
   const sets: AddressSet[] = [];
   for (const s of plan.sets) {
     sets.push(s);
-    const f = s.name === 'managed4' ? 4 : s.name === 'managed6' ? 6 : undefined;
+    const f = s.name === SET.managed(4) ? 4 : s.name === SET.managed(6) ? 6 : undefined;
     if (f === undefined) continue;
-    const map = plan.maps.find((m) => m.name === `ingress${f}`);
-    sets.push({ name: `known${f}`, family: f, elements: (map?.elements ?? []).map((e) => ({ value: e.key, owner: e.owner })), purpose: 'addresses of known endpoints', exact: true });
+    const map = plan.maps.find((m) => m.name === MAP.ingress(f));
+    sets.push({ name: KNOWN(f), family: f, elements: (map?.elements ?? []).map((e) => ({ value: e.key, owner: e.owner })), purpose: 'addresses of known endpoints', exact: true });
   }
   const chains = plan.chains.map((c) => {
     if (!c.hook) return c;
     const failClosed = c.rules.filter((r) => FAIL_CLOSED.test(r.comment)).map((r) => ({
       ...r,
-      matches: r.matches.flatMap((m): Match[] => (m.kind === 'set' && /^managed[46]$/.test(m.set) ? [{ ...m, set: `known${m.family}`, negate: true }, m] : [m])),
+      matches: r.matches.flatMap((m): Match[] => (m.kind === 'set' && m.set === SET.managed(m.family) ? [{ ...m, set: KNOWN(m.family), negate: true }, m] : [m])),
     }));
     const rest = c.rules.filter((r) => !FAIL_CLOSED.test(r.comment));
     const at = rest.findIndex((r) => r.verdict.kind === 'vmap');
