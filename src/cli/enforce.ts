@@ -106,7 +106,7 @@ export function applyCommand(): Command {
         if (r.mode === 'unchanged') out(`nothing to change: the kernel holds this ruleset already (${r.backend})\n`);
         else if (r.mode === 'incremental' && c) {
           const elements = c.elementsAdded + c.mapElementsAdded + c.elementsRemoved + c.mapElementsRemoved;
-          out(`applied with ${r.backend}, only the difference from the last apply (chains +${c.chainsAdded.length} -${c.chainsRemoved.length}, sets +${c.setsAdded.length} -${c.setsRemoved.length}, ${elements} element changes): ${r.plan.chains.length} chains, ${inputs.world.endpoints.length} containers\n`);
+          out(`applied with ${r.backend}, only the difference from the last apply (chains +${c.chainsAdded.length} -${c.chainsRemoved.length}, sets +${c.setsAdded.length} -${c.setsRemoved.length}${c.setsResized?.length ? ` (${c.setsResized.length} resized)` : ''}, ${elements} element changes): ${r.plan.chains.length} chains, ${inputs.world.endpoints.length} containers\n`);
         } else out(`applied with ${r.backend}: ${r.plan.chains.length} chains, ${inputs.world.endpoints.length} containers\n`);
       }),
     );

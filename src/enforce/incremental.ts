@@ -3,9 +3,12 @@
 // `nft -f` transaction. Used by the controller when a container comes or goes: set and chain names
 // are stable under membership changes (peer sets are named by the peer's identity in the policy,
 // per-identity chains by their rules), so one new container is a handful of element changes.
-// Anything else (a base chain changed, the NFLOG group changed, a chain's rules changed under the
-// same name) is not incremental: the caller does a whole-table replace.
-import type { AddressSet, PlanChain, RulesetPlan, VerdictMap } from './plan-model.js';
+// A set whose capacity changed (it filled up) is replaced in the same transaction: the kernel cannot
+// resize a set in place, so the chains that use it are flushed, the set deleted and created anew with
+// its elements, and the chains' rules loaded again. Anything else (a base chain changed, the NFLOG
+// group changed, a chain's rules changed under the same name, a map's capacity changed) is not
+// incremental: the caller does a whole-table replace.
+import { setsOfRule, type AddressSet, type PlanChain, type RulesetPlan, type VerdictMap } from './plan-model.js';
 import { chainComment, mapElementText, portItems, portSetRanges, renderRule, tableName, validSize } from './backends/nft/render.js';
 import { assertName, elementText, safeComment } from './validate.js';
 import type { ElementChange } from './backends/nft/netlink.js';
@@ -14,6 +17,10 @@ import type { TableChange } from './backends/nft/netlink-table.js';
 export interface IncrementalChanges {
   setsAdded: string[];
   setsRemoved: string[];
+  /** Sets created anew with another capacity (their elements count as added). */
+  setsResized: string[];
+  /** Chains whose rules were loaded again because a set they use was created anew. */
+  chainsReloaded: string[];
   chainsAdded: string[];
   chainsRemoved: string[];
   elementsAdded: number;
@@ -124,6 +131,7 @@ export function incrementalScript(prev: RulesetPlan, next: RulesetPlan, options:
   const prevSets = setsAligned ? undefined : new Map(prev.sets.map((s) => [s.name, s]));
   const nextSets = setsAligned ? undefined : new Map(next.sets.map((s) => [s.name, s]));
   const prevSet = (s: AddressSet, i: number) => (setsAligned ? prev.sets[i] : prevSets!.get(s.name));
+  const resized = new Set<string>();
   for (let i = 0; i < next.sets.length; i++) {
     const s = next.sets[i];
     const p = prevSet(s, i);
@@ -131,8 +139,8 @@ export function incrementalScript(prev: RulesetPlan, next: RulesetPlan, options:
     // A set declared with or without intervals is a different kernel set (e.g. a plan recorded by an
     // earlier moat, whose known-address sets had intervals): replace the table.
     if (p && !!p.exact !== !!s.exact) return { incremental: false, reason: `set ${s.name} changed type` };
-    // The kernel's set has the capacity of the plan that created it.
-    if (p && p.size !== s.size) return { incremental: false, reason: `set ${s.name} changed size` };
+    // The kernel's set has the capacity of the plan that created it: another capacity is another set.
+    if (p && p.size !== s.size) resized.add(s.name);
     if (s.size !== undefined && s.elements.length > s.size) return { incremental: false, reason: `set ${s.name} is full` };
   }
   const prevMaps = new Map(prev.maps.map((m) => [m.name, m]));
@@ -145,12 +153,27 @@ export function incrementalScript(prev: RulesetPlan, next: RulesetPlan, options:
   }
   for (const m of prev.maps) if (!next.maps.some((x) => x.name === m.name)) return { incremental: false, reason: `map ${m.name} removed` };
 
-  const changes: IncrementalChanges = { setsAdded: [], setsRemoved: [], chainsAdded: [], chainsRemoved: [], elementsAdded: 0, elementsRemoved: 0, mapElementsAdded: 0, mapElementsRemoved: 0 };
+  // The chains that use a set created anew: flushed before the set goes and, unless they go too,
+  // loaded again after it is back. A base chain is not reloaded (its rules are the hooks').
+  const reloaded: PlanChain[] = [];
+  const flushedFirst: string[] = [];
+  if (resized.size) {
+    const nextByName = nextChains ?? new Map(next.chains.map((c) => [c.name, c]));
+    for (const c of prev.chains) {
+      if (!c.rules.some((r) => setsOfRule(r).some((n) => resized.has(n)))) continue;
+      if (c.hook) return { incremental: false, reason: `set ${c.rules.flatMap(setsOfRule).find((n) => resized.has(n))} changed size and base chain ${c.name} uses it` };
+      const n = nextByName.get(c.name);
+      if (n) reloaded.push(n);
+      else flushedFirst.push(c.name);
+    }
+  }
+
+  const changes: IncrementalChanges = { setsAdded: [], setsRemoved: [], setsResized: [...resized], chainsReloaded: reloaded.map((c) => c.name), chainsAdded: [], chainsRemoved: [], elementsAdded: 0, elementsRemoved: 0, mapElementsAdded: 0, mapElementsRemoved: 0 };
   // Element changes of the sets and maps the kernel holds (a new set's elements come with it).
   const addOps: ElementChange[] = [];
   const delOps: ElementChange[] = [];
   // For the netlink writer: new sets and chains whole, and the element changes above.
-  const change: TableChange = { portSets: [], sets: [], chains: [], elements: [], chainsRemoved: [], setsRemoved: [] };
+  const change: TableChange = { portSets: [], sets: [], chains: [], elements: [], chainsRemoved: [], setsRemoved: [], setsReplaced: [...resized], chainsReloaded: reloaded, chainsFlushedFirst: flushedFirst };
   const head: string[] = []; // new sets and chains (before anything refers to them)
   const dels: string[] = []; // element deletions (before additions: interval sets must not overlap)
   const adds: string[] = [];
@@ -159,8 +182,8 @@ export function incrementalScript(prev: RulesetPlan, next: RulesetPlan, options:
   for (let i = 0; i < next.sets.length; i++) {
     const s = next.sets[i];
     const p = prevSet(s, i);
-    if (!p) {
-      changes.setsAdded.push(s.name);
+    if (!p || resized.has(s.name)) {
+      if (!p) changes.setsAdded.push(s.name);
       change.sets.push(s);
       head.push(`add set inet ${t} ${assertName(s.name, 'set name')} { type ${s.family === 4 ? 'ipv4_addr' : 'ipv6_addr'};${s.exact ? '' : ' flags interval;'}${s.size === undefined ? '' : ` size ${validSize(s.size, s.name)};`} }`);
       if (s.elements.length) {
@@ -221,10 +244,12 @@ export function incrementalScript(prev: RulesetPlan, next: RulesetPlan, options:
   }
   // Shared port sets (render.ts portSetName) change only with chains: declare the new ones before
   // the chains that use them, delete the unused ones after the chains that used them.
-  // Rules of new chains name the sets the kernel holds (those of the previous plan) by name.
+  // Rules of new and reloaded chains name the sets the kernel holds (those of the previous plan, less
+  // the ones created anew, which the batch declares) by name.
   const existing = new Set<string>();
+  let before: Map<string, unknown> | undefined;
   if (changes.chainsAdded.length || changes.chainsRemoved.length) {
-    const before = portSetRanges(prev);
+    before = portSetRanges(prev);
     const after = portSetRanges(next);
     const fresh: string[] = [];
     for (const [name, ranges] of after) {
@@ -240,11 +265,19 @@ export function incrementalScript(prev: RulesetPlan, next: RulesetPlan, options:
       change.setsRemoved.push(name);
       tail.push(`delete set inet ${t} ${assertName(name, 'set name')}`);
     }
-    if (change.chains.length) {
-      for (const x of prev.sets) existing.add(x.name);
-      for (const x of prev.maps) existing.add(x.name);
-      for (const name of before.keys()) existing.add(name);
-    }
+  }
+  if (change.chains.length || reloaded.length) {
+    for (const x of prev.sets) if (!resized.has(x.name)) existing.add(x.name);
+    for (const x of prev.maps) existing.add(x.name);
+    for (const name of (before ?? portSetRanges(prev)).keys()) existing.add(name);
+  }
+  if (resized.size) {
+    // Ahead of everything else: the chains that use the sets flushed and the sets deleted (the new
+    // sets' declarations follow in `head`); the reloaded chains' rules after the new chains' rules.
+    const first = [...reloaded.map((c) => c.name), ...flushedFirst].map((c) => `flush chain inet ${t} ${assertName(c, 'chain name')}`);
+    for (const name of resized) first.push(`delete set inet ${t} ${assertName(name, 'set name')}`);
+    head.unshift(...first);
+    for (const c of reloaded) for (const r of c.rules) head.push(`add rule inet ${t} ${c.name} ${renderRule(r, next.nflogGroup)}`);
   }
   change.elements = [...delOps, ...addOps];
   const lines = [...head, ...dels, ...adds, ...tail];

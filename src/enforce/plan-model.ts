@@ -94,7 +94,9 @@ export interface AddressSet {
   /**
    * An exact set's capacity (nft `size`): the kernel then keeps it in a fixed-size hash, cheaper to
    * fill than the resizable one (bench/README.md, "Control plane"). Set by the full compile
-   * (`setCapacity`); kept by the deltas, which give way to a full compile rather than fill it.
+   * (`setCapacity`) and kept while the elements fit; a delta that would fill it gives it the capacity
+   * a full compile would. The kernel cannot resize a set in place: the plan diff replaces the set and
+   * reloads the rules of the chains that use it, in the same transaction (incremental.ts).
    */
   size?: number;
 }
@@ -136,6 +138,13 @@ export const MAP = {
   ingress: (f: Family) => `ingress${f}`,
   egress: (f: Family) => `egress${f}`,
 } as const;
+
+/** The names of the sets a rule refers to. */
+export function setsOfRule(r: PlanRule): string[] {
+  const out: string[] = [];
+  for (const m of r.matches) if (m.kind === 'set') out.push(m.set);
+  return out;
+}
 
 /** An ingress map: with the egress map of its family, it holds every known address (MapElement). */
 export function isIngressMap(name: string): boolean {

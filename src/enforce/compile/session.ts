@@ -31,7 +31,7 @@ import { cidrContains, parseCidr, type Family } from '../../model/address.js';
 import { SYNTHETIC, type EndpointSelector, type Peer, type Policy, type PolicySet } from '../../model/ir.js';
 import { resolveWorld } from '../../analysis/resolve.js';
 import { endpointDisplayName, type Endpoint, type World } from '../../model/world.js';
-import { capacitiesOf, isIngressMap, mapCapacity, type AddressSet, type MapElement, type PlanChain, type PlanRule, type RulesetPlan, type VerdictMap } from '../plan-model.js';
+import { capacitiesOf, isIngressMap, mapCapacity, SET, setCapacity, setsOfRule, type AddressSet, type MapElement, type PlanChain, type PlanRule, type RulesetPlan, type VerdictMap } from '../plan-model.js';
 import { canonicalAddress, safeComment } from '../validate.js';
 import { compile, endpointFamilies, keptCapacity, type CompileOptions } from './compile.js';
 import { buildEnforcementInput, enforcementInputFrom, POLICY_WARNINGS, type InputOptions } from './input.js';
@@ -133,7 +133,7 @@ function indexPlan(plan: RulesetPlan): PlanIndex {
   for (const c of plan.chains) {
     ix.chainNames.add(c.name);
     for (const o of c.owners) addTo(ix.idChains, o, c.name);
-    for (const r of c.rules) for (const n of setsOf(r)) ix.setRefs.set(n, (ix.setRefs.get(n) ?? 0) + 1);
+    for (const r of c.rules) for (const n of setsOfRule(r)) ix.setRefs.set(n, (ix.setRefs.get(n) ?? 0) + 1);
   }
   return ix;
 }
@@ -161,7 +161,7 @@ function scopeMayInclude(sel: EndpointSelector, namespaces: Set<string>): boolea
   return sel.namespaces.kind !== 'names' || sel.namespaces.names.some((n) => namespaces.has(n));
 }
 
-const FIXED_SETS = new Set(['managed4', 'managed6', 'notinet4', 'notinet6']);
+const FIXED_SETS = new Set(([4, 6] as const).flatMap((f) => [SET.managed(f), SET.notInternet(f)]));
 const ownerOf = (e: { id: string }) => safeComment(`ctr:${e.id}`);
 
 // Per policy set (the controller hands the same object over until the policy changes): answers that
@@ -200,11 +200,6 @@ function relevantPolicies(p: PolicySet, namespaces: Set<string>, ownGroupLabels:
 }
 
 const isSharedNetns = (e: Endpoint) => e.networkMode.kind === 'container';
-
-/** Set names a rule refers to. */
-function setsOf(r: PlanRule): string[] {
-  return r.matches.flatMap((m) => (m.kind === 'set' ? [m.set] : []));
-}
 
 function sameList<T>(a: T[], b: T[]): boolean {
   return a.length === b.length && a.every((x, i) => x === b[i]);
@@ -449,7 +444,7 @@ export class CompileSession {
     const prefixes = new Set<string>();
     for (const c of chains) {
       for (const r of c.rules) {
-        for (const n of setsOf(r)) setRefs.set(n, (setRefs.get(n) ?? 0) + 1);
+        for (const n of setsOfRule(r)) setRefs.set(n, (setRefs.get(n) ?? 0) + 1);
         if (r.log) prefixes.add(r.log);
       }
     }
@@ -565,7 +560,7 @@ export class CompileSession {
     if (dropped.length) ix.chainPos = chainPositions(chains);
     for (const c of dropped) {
       ix.chainNames.delete(c.name);
-      for (const r of c.rules) for (const n of setsOf(r)) ix.setRefs.set(n, (ix.setRefs.get(n) ?? 1) - 1);
+      for (const r of c.rules) for (const n of setsOfRule(r)) ix.setRefs.set(n, (ix.setRefs.get(n) ?? 1) - 1);
     }
     const setNames = new Set<string>();
     const mapNames = new Set<string>();
@@ -638,7 +633,7 @@ export class CompileSession {
         chainOwners.set(c.name, mine);
         continue;
       }
-      for (const r of c.rules) for (const n of setsOf(r)) if (!FIXED_SETS.has(n) && !((ix.setRefs.get(n) ?? 0) > 0)) return { reason: `new identity (chain ${c.name}) with a new set` };
+      for (const r of c.rules) for (const n of setsOfRule(r)) if (!FIXED_SETS.has(n) && !((ix.setRefs.get(n) ?? 0) > 0)) return { reason: `new identity (chain ${c.name}) with a new set` };
       newChains.push({ ...c, owners: mine });
     }
     for (const m of small.maps) {
@@ -662,16 +657,15 @@ export class CompileSession {
       });
       if (add.length) additions.set(s.name, add);
     }
-    // concat, not spread: a 10,000-element copy is one block copy. A full compile gives a set that
-    // would overflow its kernel capacity a larger one.
-    let fullSet: string | undefined;
+    // concat, not spread: a 10,000-element copy is one block copy. A set that would overflow its
+    // kernel capacity gets the capacity a full compile gives it (the plan diff replaces the kernel's
+    // set and reloads the chains that use it: incremental.ts).
     const sets = plan.sets.map((s) => {
       const add = additions.get(s.name);
       if (!add) return s;
-      if (s.size !== undefined && s.elements.length + add.length > s.size) fullSet = s.name;
-      return { ...s, elements: s.elements.concat(add) };
+      const elements = s.elements.concat(add);
+      return s.size !== undefined && elements.length > s.size ? { ...s, elements, size: setCapacity(elements.length) } : { ...s, elements };
     });
-    if (fullSet) return { reason: `set ${fullSet} is full` };
     const smallMaps = new Map(small.maps.map((m) => [m.name, m]));
     const mapAdds = new Map<string, MapElement[]>();
     let full: string | undefined;
@@ -700,7 +694,7 @@ export class CompileSession {
         ix.chainNames.add(c.name);
         for (const id of c.owners) addTo(ix.idChains, id, c.name);
         for (const r of c.rules) {
-          for (const n of setsOf(r)) ix.setRefs.set(n, (ix.setRefs.get(n) ?? 0) + 1);
+          for (const n of setsOfRule(r)) ix.setRefs.set(n, (ix.setRefs.get(n) ?? 0) + 1);
           if (r.log && !(r.log in logPrefixes)) {
             if (logPrefixes === plan.logPrefixes) logPrefixes = { ...plan.logPrefixes };
             logPrefixes[r.log] = small.logPrefixes[r.log];

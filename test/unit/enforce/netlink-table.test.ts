@@ -7,6 +7,7 @@ import { incrementalScript } from '../../../src/enforce/incremental.js';
 import { BatchTooLarge } from '../../../src/enforce/backends/nft/netlink.js';
 import { renderReplace } from '../../../src/enforce/backends/nft/render.js';
 import { compilePlan } from '../../../src/enforce/index.js';
+import { CompileSession } from '../../../src/enforce/compile/session.js';
 import type { RulesetPlan } from '../../../src/enforce/plan-model.js';
 import { threeTierPolicies, threeTierWorld } from '../../fixtures/enforce/three-tier.js';
 import { syntheticPolicies, syntheticWorld } from '../../../bench/enforce-world.js';
@@ -300,4 +301,50 @@ test('in the kernel: a change batch writes every match and verdict form the plan
   const back = listing(ns, 'tnf')!.text;
   assert.equal(byBlock(back), byBlock(listing(ref, 'tnf')!.text));
   assert.doesNotMatch(back, /in_c|fresh4|10\.1\.0\.9/);
+});
+
+test('in the kernel: a peer set that fills up is created anew with a larger capacity in one change batch (its chains flushed and reloaded), by netlink and by nft -f, and back', { skip: kernel }, () => {
+  const world = syntheticWorld(300);
+  const policies = syntheticPolicies(30, 300);
+  const s = new CompileSession();
+  const first = s.compile(world, policies, 'p').plan;
+  // Replicas of a container that peer sets take (new addresses of a known identity), until a delta
+  // gives a set a larger capacity.
+  const eg = first.maps.find((m) => m.name === 'egress4')!;
+  const like = world.endpoints.find((e) => eg.elements.some((el) => el.owner === `ctr:${e.id}`))!;
+  const endpoints = [...world.endpoints];
+  let prev = first;
+  let grown: { from: RulesetPlan; plan: RulesetPlan; set: string } | undefined;
+  for (let k = 0; k < 200 && !grown; k++) {
+    endpoints.push({ ...like, id: `${like.namespace}/rep${k}`, name: `rep${k}`, containerName: `rep${k}`, attachments: like.attachments.map((a, j) => ({ ...a, ipv4: a.ipv4 ? `100.${120 + j}.0.${k + 1}` : undefined })) });
+    const r = s.compile({ ...world, endpoints: [...endpoints] }, policies, 'p');
+    assert.equal(r.mode, 'delta', r.reason);
+    const d = incrementalScript(prev, r.plan);
+    assert.ok(d.incremental);
+    if (d.changes.setsResized.length) grown = { from: prev, plan: r.plan, set: d.changes.setsResized[0] };
+    else prev = r.plan;
+  }
+  assert.ok(grown, 'a peer set grew');
+  const { from, plan, set } = grown!;
+  assert.ok(plan.sets.find((x) => x.name === set)!.size! > from.sets.find((x) => x.name === set)!.size!);
+  const ns = createNetns('moatrs');
+  const viaNft = createNetns('moatrs');
+  const ref = createNetns('moatrs');
+  namespaces.push(ns, viaNft, ref);
+  const load = (n: string, p: RulesetPlan) => assert.equal(inNetns(n, 'nft', ['-f', '-'], renderReplace(p, { table: 'trs' })).status, 0);
+  load(viaNft, from);
+  assert.deepEqual(viaNetlink(ns, 'trs', [{ plan: from }]), ['ok']);
+  // Grown, then back to the first capacity (a full compile after the replicas go).
+  for (const [a, b] of [[from, plan], [plan, from]]) {
+    const d = incrementalScript(a, b, { table: 'trs' });
+    assert.ok(d.incremental && d.changes.setsResized.includes(set) && d.changes.chainsReloaded.length > 0, JSON.stringify(d.incremental && d.changes));
+    assert.deepEqual(viaNetlink(ns, 'trs', [{ from: a, plan: b }]), ['ok']);
+    const r = inNetns(viaNft, 'nft', ['-f', '-'], d.script);
+    assert.equal(r.status, 0, r.stderr);
+    load(ref, b);
+    const want = listing(ref, 'trs')!;
+    assert.match(want.text, new RegExp(`set ${set} \\{[^}]*size ${b.sets.find((x) => x.name === set)!.size}`));
+    assert.equal(byBlock(listing(ns, 'trs')!.text), byBlock(want.text));
+    assert.equal(byBlock(listing(viaNft, 'trs')!.text), byBlock(want.text));
+  }
 });

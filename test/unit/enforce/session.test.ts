@@ -8,7 +8,7 @@ import { CompileSession } from '../../../src/enforce/compile/session.js';
 import { compile } from '../../../src/enforce/compile/compile.js';
 import { buildEnforcementInput } from '../../../src/enforce/compile/input.js';
 import { compilePlan, incrementalScript } from '../../../src/enforce/index.js';
-import type { RulesetPlan } from '../../../src/enforce/plan-model.js';
+import { capacitiesOf, type RulesetPlan } from '../../../src/enforce/plan-model.js';
 import type { Endpoint, World } from '../../../src/model/world.js';
 import { emptyPolicySet, groupLabel, type PolicySet } from '../../../src/model/ir.js';
 import { loadPolicyFile } from '../../../src/policy/load.js';
@@ -205,7 +205,7 @@ test('a verdict map never outgrows its kernel capacity: the delta that would fil
   assert.equal(fullAt, 1024 - eg.elements.length, 'the first delta past the capacity, not before');
 });
 
-test('a peer set of containers is a sized hash set; the delta that would fill it is a full compile with a larger size', () => {
+test('a peer set of containers is a sized hash set; the delta that would fill it gives it the larger size a full compile gives, and the diff replaces it in place', () => {
   const world = syntheticWorld(600);
   const policies = syntheticPolicies(60, 600);
   const s = new CompileSession();
@@ -218,35 +218,49 @@ test('a peer set of containers is a sized hash set; the delta that would fill it
     assert.equal(x.size !== undefined, !!x.exact, `${x.name}: sized exactly when exact`);
     if (x.exact) assert.ok(x.size! >= 2 * x.elements.length && x.size! >= 64 && x.elements.every((e) => !e.value.includes('/')), `${x.name}: ${x.elements.length} elements, size ${x.size}`);
   }
-  // Replicas of a container that peer sets take, one at a time, until one of them is full.
+  // Replicas of a container that peer sets take, one at a time, until one of them has grown.
   const eg = first.maps.find((m) => m.name === 'egress4')!;
   const like = world.endpoints.find((e) => eg.elements.some((el) => el.owner === `ctr:${e.id}`))!;
   const endpoints = [...world.endpoints];
   let last = first;
-  let full: string | undefined;
-  for (let k = 0; k < 300 && !full; k++) {
+  let grown: string | undefined;
+  for (let k = 0; k < 300 && !grown; k++) {
     endpoints.push(replica(like, k));
-    const r = s.compile({ ...world, endpoints: [...endpoints] }, policies, 'p');
+    const w = { ...world, endpoints: [...endpoints] };
+    const r = s.compile(w, policies, 'p');
+    assert.equal(r.mode, 'delta', `step ${k}: ${r.reason}`);
     for (const c of capacities(r.plan)) assert.ok(c.n <= c.size, `step ${k}: ${c.n} elements in ${c.name} of ${c.size}`);
-    if (r.mode === 'delta') {
-      // A delta keeps every capacity (the kernel's sets and maps were created with them).
-      assert.deepEqual(capacities(r.plan).map((c) => [c.name, c.size]), capacities(last).map((c) => [c.name, c.size]), `step ${k}`);
-      assert.equal(incrementalScript(last, r.plan).incremental, true);
+    const before = new Map(capacities(last).map((c) => [c.name, c]));
+    const changed = capacities(r.plan).filter((c) => before.get(c.name)?.size !== c.size);
+    const d = incrementalScript(last, r.plan);
+    assert.ok(d.incremental, `step ${k}: ${!d.incremental && d.reason}`);
+    if (changed.length === 0) {
+      // A delta keeps every capacity while the elements fit: element changes only.
+      assert.ok(d.elementOps, `step ${k}`);
+      assert.deepEqual(d.changes.setsResized, []);
     } else {
-      const m = /^set (\S+) is full$/.exec(r.reason ?? '');
-      assert.ok(m, `step ${k}: ${r.reason}`);
-      full = m![1];
-      const before = capacities(last).find((c) => c.name === full)!;
-      const after = capacities(r.plan).find((c) => c.name === full)!;
-      // Not before it had to: the new plan holds more than the old capacity, and has a larger one.
-      assert.ok(after.n > before.size && after.size > before.size, `${full}: ${before.n}/${before.size} -> ${after.n}/${after.size}`);
-      const d = incrementalScript(last, r.plan);
-      assert.equal(d.incremental, false);
-      if (!d.incremental) assert.match(d.reason, /changed size/);
+      // Not before it had to: the new plan holds more than the old capacity, and has the capacity a
+      // full compile with the kernel's capacities gives it.
+      assert.equal(changed.length, 1, JSON.stringify(changed));
+      grown = changed[0].name;
+      const old = before.get(grown)!;
+      assert.ok(changed[0].n > old.size && changed[0].size > old.size, `${grown}: ${old.n}/${old.size} -> ${changed[0].n}/${changed[0].size}`);
+      const full = compilePlan(w, policies, { capacities: capacitiesOf(last) });
+      assert.equal(full.sets.find((x) => x.name === grown)!.size, changed[0].size);
+      // The diff replaces the set: the chains that use it are flushed and loaded again, nothing else.
+      const users = r.plan.chains.filter((c) => c.rules.some((rule) => rule.matches.some((m) => m.kind === 'set' && m.set === grown)));
+      assert.ok(users.length > 0 && users.every((c) => !c.hook));
+      assert.equal(d.elementOps, undefined);
+      assert.deepEqual(d.changes.setsResized, [grown]);
+      assert.deepEqual(d.netlink.change.chainsReloaded?.map((c) => c.name).sort(), users.map((c) => c.name).sort());
+      assert.deepEqual(d.netlink.change.setsReplaced, [grown]);
+      assert.deepEqual(d.netlink.change.sets.map((x) => x.name), [grown]);
+      assert.deepEqual([d.changes.chainsAdded, d.changes.chainsRemoved, d.changes.setsAdded, d.changes.setsRemoved], [[], [], [], []]);
+      assert.match(d.script, new RegExp(`^flush chain inet moat ${users[0].name}$[\\s\\S]*^delete set inet moat ${grown}$[\\s\\S]*^add set inet moat ${grown} \\{ type ipv4_addr; size ${changed[0].size}; \\}$[\\s\\S]*^add rule inet moat ${users[0].name} `, 'm'));
     }
     last = r.plan;
   }
-  assert.ok(full, 'a peer set filled up');
+  assert.ok(grown, 'a peer set grew');
 });
 
 test('a policy change after container churn keeps the capacities the kernel has while they fit, so the diff stays incremental', () => {

@@ -860,16 +860,26 @@ export async function replaceTable(nl: NftNetlink, plan: RulesetPlan, table: str
  */
 export interface TableChange {
   portSets: { name: string; ranges: PortRanges }[];
+  /** New sets, and the sets created anew (`setsReplaced`), with their elements. */
   sets: AddressSet[];
   chains: PlanChain[];
   elements: ElementChange[];
   chainsRemoved: string[];
   setsRemoved: string[];
+  /**
+   * Sets the kernel holds that are deleted and declared again from `sets` (another capacity): the
+   * chains that use them are flushed first (`chainsReloaded`, whose rules are loaded again after the
+   * new chains', and `chainsFlushedFirst`, removed chains, deleted at the end as usual).
+   */
+  setsReplaced?: string[];
+  chainsReloaded?: PlanChain[];
+  chainsFlushedFirst?: string[];
 }
 
 /**
- * One batch for a TableChange, in the order `nft -f` of the incremental script runs it: new sets
- * (port sets first) and chains with their rules, element deletions, element additions, then the
+ * One batch for a TableChange, in the order `nft -f` of the incremental script runs it: the sets
+ * created anew deleted (after the chains that use them are flushed), new sets (port sets first) and
+ * chains with their rules, the flushed chains' rules again, element deletions, element additions, then the
  * chains that are no longer used flushed and deleted, and the sets no longer used deleted.
  * `existing`: the names of the sets and maps the kernel holds (rules of new chains refer to them by
  * name). The kernel commits it whole or not at all (an element to delete that is absent, a chain
@@ -881,14 +891,6 @@ export function encodeChangeBatch(change: TableChange, table: string, group: num
   const c: Ctx = { w, table: t, seq: firstSeq, setId: 0, ids: new Map(), group, lastMsg: 0, labels: ['the transaction'], existing };
   if (!Number.isInteger(c.group) || c.group < 0 || c.group > 65535) throw new Error(`invalid NFLOG group: ${c.group}`);
   w.endMsg(w.msg(NFNL_MSG_BATCH_BEGIN, NLM_F_REQUEST, c.seq++, 0, NFNL_SUBSYS_NFTABLES));
-  for (const p of change.portSets) portSet(c, p.name, p.ranges);
-  for (const s of change.sets) addressSet(c, s);
-  for (const ch of change.chains) {
-    if (ch.hook) throw new Error(`base chain ${ch.name} cannot be added by a change batch`);
-    newChain(c, ch);
-  }
-  for (const ch of change.chains) for (const r of ch.rules) newRule(c, ch.name, r);
-  for (const e of change.elements) elementChange(c, e);
   /** A message of two attributes: the table's name and an object's name. */
   const named = (type: number, label: string, tableAttr: number, nameAttr: number, name: string) => {
     const m = begin(c, type, 0, label);
@@ -896,11 +898,29 @@ export function encodeChangeBatch(change: TableChange, table: string, group: num
     w.str(nameAttr, name);
     w.endMsg(m);
   };
+  // `flush chain`: DELRULE naming the chain and no rule.
+  const flush = (name: string) => named(MSG.DELRULE, `flush chain ${name}`, RULE.TABLE, RULE.CHAIN, assertName(name, 'chain name'));
+  // Sets created anew: the chains that use them flushed, then the sets deleted (declared below).
+  const reloaded = change.chainsReloaded ?? [];
+  for (const ch of reloaded) {
+    if (ch.hook) throw new Error(`base chain ${ch.name} cannot be reloaded by a change batch`);
+    flush(ch.name);
+  }
+  for (const name of change.chainsFlushedFirst ?? []) flush(name);
+  for (const name of change.setsReplaced ?? []) named(MSG.DELSET, `delete set ${name}`, SET.TABLE, SET.NAME, assertName(name, 'set name'));
+  for (const p of change.portSets) portSet(c, p.name, p.ranges);
+  for (const s of change.sets) addressSet(c, s);
+  for (const ch of change.chains) {
+    if (ch.hook) throw new Error(`base chain ${ch.name} cannot be added by a change batch`);
+    newChain(c, ch);
+  }
+  for (const ch of change.chains) for (const r of ch.rules) newRule(c, ch.name, r);
+  for (const ch of reloaded) for (const r of ch.rules) newRule(c, ch.name, r);
+  for (const e of change.elements) elementChange(c, e);
   for (const name of change.chainsRemoved) {
-    const chain = assertName(name, 'chain name');
-    // `flush chain` (DELRULE naming the chain and no rule), then the chain itself.
-    named(MSG.DELRULE, `flush chain ${chain}`, RULE.TABLE, RULE.CHAIN, chain);
-    named(MSG.DELCHAIN, `delete chain ${chain}`, CHAIN.TABLE, CHAIN.NAME, chain);
+    // The chain flushed, then deleted.
+    flush(name);
+    named(MSG.DELCHAIN, `delete chain ${name}`, CHAIN.TABLE, CHAIN.NAME, assertName(name, 'chain name'));
   }
   for (const name of change.setsRemoved) named(MSG.DELSET, `delete set ${name}`, SET.TABLE, SET.NAME, assertName(name, 'set name'));
   if (c.lastMsg === 0) throw new Error('empty change batch');
