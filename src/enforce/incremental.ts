@@ -163,8 +163,9 @@ export function incrementalScript(prev: RulesetPlan, next: RulesetPlan, options:
   const flushedFirst: string[] = [];
   if (resized.size) {
     const nextByName = nextChains ?? new Map(next.chains.map((c) => [c.name, c]));
+    const uses = (c: PlanChain) => c.rules.some((r) => r.matches.some((m) => m.kind === 'set' && resized.has(m.set)));
     for (const c of prev.chains) {
-      if (!c.rules.some((r) => setsOfRule(r).some((n) => resized.has(n)))) continue;
+      if (!uses(c)) continue;
       if (c.hook) return { incremental: false, reason: `set ${c.rules.flatMap(setsOfRule).find((n) => resized.has(n))} changed size and base chain ${c.name} uses it` };
       const n = nextByName.get(c.name);
       if (n) reloaded.push(n);
@@ -273,7 +274,8 @@ export function incrementalScript(prev: RulesetPlan, next: RulesetPlan, options:
   if (change.chains.length || reloaded.length) {
     for (const x of prev.sets) if (!resized.has(x.name)) existing.add(x.name);
     for (const x of prev.maps) existing.add(x.name);
-    for (const name of (before ?? portSetRanges(prev)).keys()) existing.add(name);
+    // The reloaded chains' port sets are the kernel's (the chains had them); new chains' may be any.
+    for (const name of (before ?? portSetRanges({ chains: reloaded })).keys()) existing.add(name);
   }
   if (resized.size) {
     // Ahead of everything else: the chains that use the sets flushed and the sets deleted (the new
