@@ -458,6 +458,11 @@ test('backend: apply, re-apply with a changed map, and remove leave exactly the 
   const text = inNetns(ns, 'iptables-save', ['-t', 'filter']).stdout;
   assert.match(text, /-g MOAT-in_new/);
   assert.deepEqual(parseSave(text, 'MOAT').sets, [ipsetDefs(planB)[0].name], 'the rules use the plan set, no map ipsets');
+  // A set's members changed: a new ipset (names are content-addressed); the old one is destroyed.
+  const planC: RulesetPlan = { ...planB, sets: [{ ...sets[0], elements: [...sets[0].elements, { value: '10.9.0.0/16', owner: 'net:y' }] }] };
+  assert.notEqual(ipsetDefs(planC)[0].name, ipsetDefs(planB)[0].name);
+  await be.apply(planC);
+  assert.deepEqual(ipsets(), ipsetDefs(planC).map((d) => d.name).sort(), 'only the plan\'s ipsets are left');
 
   await be.remove();
   assert.deepEqual(await chainsIn(4), []);

@@ -92,7 +92,8 @@ export class IptablesBackend {
     const s = await this.render(plan);
     const before = await this.ipsetNames();
     // Sets that exist already are reused by name; one whose members someone changed gets them back.
-    const repair = renderIpsetRepairs(ipsetDefs(plan, this.options), await this.ipsetMembers());
+    const defs = ipsetDefs(plan, this.options);
+    const repair = renderIpsetRepairs(defs, await this.ipsetMembers());
     if (s.ipset || repair.script) await runOk('ipset', ['restore'], { input: s.ipset + repair.script, netns: this.options.netns });
     try {
       await runOk(this.tool(4, 'restore'), ['--noflush', '--test'], { input: s.v4, netns: this.options.netns });
@@ -103,13 +104,17 @@ export class IptablesBackend {
       for (const n of s.newSets) if (!before.includes(n)) await run('ipset', ['destroy', n], { netns: this.options.netns });
       throw e;
     }
-    await this.destroyUnreferencedSets();
+    // The restores replaced all of moat's chains: they refer to the plan's sets and no others.
+    await this.destroyUnreferencedSets(new Set(defs.map((d) => d.name)));
     return s;
   }
 
-  async destroyUnreferencedSets(): Promise<void> {
-    const used = new Set<string>();
-    for (const f of this.families()) for (const x of (await this.familyState(f)).sets) used.add(x);
+  /**
+   * Destroys moat's ipsets not in `used` (before, found by one more `iptables-save` per family:
+   * ~400 ms at 10,000 endpoints). The kernel refuses to destroy a set a rule still refers to (e.g.
+   * another moat instance's, with another chain prefix), and that refusal is ignored.
+   */
+  async destroyUnreferencedSets(used: ReadonlySet<string>): Promise<void> {
     for (const n of await this.ipsetNames()) if (!used.has(n)) await run('ipset', ['destroy', n], { netns: this.options.netns });
   }
 
