@@ -217,7 +217,7 @@ export async function applyIncremental(previous: RulesetPlan | undefined, next: 
       },
     };
   };
-  if (!(b instanceof NftBackend)) return full('the iptables backend always replaces its chains');
+  if (!(b instanceof NftBackend)) return full('the iptables backend applies by iptables-restore (the chains whose rules differ)');
   const prev = previous ?? loadApplied(stateDir, 'nft')?.plan;
   if (!prev) return full('no previous plan');
   const d = incrementalScript(prev, next, { table: b.table });

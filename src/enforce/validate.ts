@@ -29,6 +29,15 @@ export function safeComment(text: string, max = COMMENT_MAX): string {
   return s.length > max ? s.slice(0, max) : s;
 }
 
+/**
+ * A safe text (safeComment, safeLogPrefix: no quotes, no backslash) as iptables-save writes it
+ * (libxtables `xtables_save_string`): bare when it is only letters, digits, `_` and `-`, else in
+ * double quotes. iptables-restore reads both; rendered so, moat's rules read back exactly as sent.
+ */
+export function xtablesString(text: string): string {
+  return /^[A-Za-z0-9_-]+$/.test(text) ? text : `"${text}"`;
+}
+
 /** Characters safeComment keeps, by code (ASCII only). */
 const SAFE_CHAR = new Uint8Array(128);
 for (const c of 'ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789 ._:/@=,+#-') SAFE_CHAR[c.charCodeAt(0)] = 1;

@@ -42,7 +42,7 @@ function checkLogged(plan: RulesetPlan, family: Family, text: string, chainPrefi
     if (!isLog(c)) continue;
     // A log chain: NFLOG with the plan's group, then DROP, nothing else.
     assert.equal(rules.length, 2, `${c}: ${rules.map((r) => r.line).join(' | ')}`);
-    const nflog = new RegExp(`^-A ${c} -j NFLOG --nflog-group ${plan.nflogGroup} --nflog-prefix "([^"]+)"$`).exec(rules[0].line);
+    const nflog = new RegExp(`^-A ${c} -j NFLOG --nflog-prefix "([^"]+)" --nflog-group ${plan.nflogGroup}$`).exec(rules[0].line);
     assert.ok(nflog, rules[0].line);
     assert.equal(rules[1].line, `-A ${c} -j DROP`);
     prefixes.set(c, nflog[1]);
@@ -139,7 +139,7 @@ test('log chains: one per prefix and family, valid names within 28 characters, s
     assert.ok(c.name.length <= 28);
   }
   assert.deepEqual([...logChains(plan, 6).keys()], ['moat:deny:eg:t/v6'], 'only the rules with matches that render in the family');
-  assert.match(renderRestore(plan, 4, JUMPS, [], setNamesOf(ipsetDefs(plan))), /^-A MOAT -m comment --comment "isolated-by:t" -j NFLOG --nflog-group 100 --nflog-prefix "moat:iso:in:t"\n-A MOAT -m comment --comment "isolated-by:t" -j DROP$/m);
+  assert.match(renderRestore(plan, 4, JUMPS, [], setNamesOf(ipsetDefs(plan))), /^-A MOAT -m comment --comment "isolated-by:t" -j NFLOG --nflog-prefix "moat:iso:in:t" --nflog-group 100\n-A MOAT -m comment --comment "isolated-by:t" -j DROP$/m);
   const defs = setNamesOf(ipsetDefs(plan));
   checkLogged(plan, 4, renderRestore(plan, 4, JUMPS, [], defs));
   checkLogged(plan, 6, renderRestore(plan, 6, JUMPS, [], defs));

@@ -79,8 +79,9 @@ export class IptablesBackend {
     for (const f of this.families()) {
       const st = await this.familyState(f);
       // All of moat's chains in the kernel: renderRestore deletes those the plan no longer uses
-      // (plan chains and verdict-map dispatch chains alike).
-      const text = renderRestore(plan, f, st.jumps, st.moatChains, setNames, this.options);
+      // (plan chains and verdict-map dispatch chains alike), and leaves alone those that hold
+      // exactly the plan's rules already.
+      const text = renderRestore(plan, f, st.jumps, st.moatChains, setNames, this.options, st.lines);
       if (f === 4) scripts.v4 = text;
       else scripts.v6 = text;
     }

@@ -20,7 +20,7 @@
 import { createHash } from 'node:crypto';
 import ipaddr from 'ipaddr.js';
 import type { Family } from '../../../model/address.js';
-import { assertName, canonicalAddress, safeComment } from '../../validate.js';
+import { assertName, canonicalAddress, safeComment, xtablesString } from '../../validate.js';
 
 /** Chosen by measurement (bench/README.md, "Data plane"; docs/enforcement.md "Costs and limits"). */
 export const DEFAULT_FANOUT = 8;
@@ -121,7 +121,7 @@ export function dispatchTree(entries: DispatchEntry[], family: Family, dir: 'src
 
   const chains = new Map<string, DispatchChain>();
   const W = BigInt(width);
-  const leafRule = (it: Item) => `${flag} ${it.text}/${width} -m comment --comment "${it.owner}" -g ${it.target}`;
+  const leafRule = (it: Item) => `${flag} ${it.text}/${width} -m comment --comment ${xtablesString(it.owner)} -g ${it.target}`;
   /** Length of the common prefix of the (sorted) items lo..hi-1: that of the first and the last. */
   const commonPrefix = (lo: number, hi: number): number => {
     const diff = items[lo].value ^ items[hi - 1].value;

@@ -9,7 +9,7 @@ import type { Family } from '../../../model/address.js';
 import type { PortRanges } from '../../../model/connset.js';
 import { createHash } from 'node:crypto';
 import { MAP, SET, type AddressSet, type Match, type PlanChain, type PlanRule, type RulesetPlan } from '../../plan-model.js';
-import { assertName, cidrText, elementText, safeComment, safeLogPrefix } from '../../validate.js';
+import { assertName, cidrText, elementText, safeComment, safeLogPrefix, xtablesString } from '../../validate.js';
 import { dispatchChainPattern, dispatchTree, type DispatchOptions, type DispatchTree } from './dispatch.js';
 import ipaddr from 'ipaddr.js';
 
@@ -246,7 +246,7 @@ export function logChains(plan: RulesetPlan, family: Family, options: IptablesRe
       // A drop without matches has nothing to evaluate twice: it stays an NFLOG rule and a DROP rule.
       if (r.verdict.kind !== 'drop' || !r.log || r.matches.length === 0 || out.has(r.log)) continue;
       if (!r.matches.every((m) => inFamily(m, family))) continue;
-      const nflog = `-j NFLOG --nflog-group ${plan.nflogGroup} --nflog-prefix "${safeLogPrefix(r.log)}"`;
+      const nflog = nflogTarget(plan.nflogGroup, r.log);
       const h = createHash('sha256').update(`log|${nflog}`).digest('hex').slice(0, 12);
       const name = assertName(`${n.chainPrefix}-L${h}`, 'chain name');
       // Two prefixes that are the same once made safe share one chain (and its object).
@@ -269,6 +269,28 @@ export function familyChains(plan: RulesetPlan, family: Family, options: Iptable
   return out;
 }
 
+/** `-j NFLOG` with its options in the order iptables-save prints them. */
+function nflogTarget(group: number, prefix: string): string {
+  return `-j NFLOG --nflog-prefix ${xtablesString(safeLogPrefix(prefix))} --nflog-group ${group}`;
+}
+
+/**
+ * A rule's match arguments in the order iptables-save prints them: the address and protocol options
+ * of the IP header (`-s`, `-d`, `-p`) first, then the `-m` matches in their order. The kernel's rules
+ * then read back exactly as rendered, and a chain whose rules are unchanged is left alone
+ * (renderRestore). Our values never hold a space (comments come after these arguments).
+ */
+function ipHeaderFirst(args: string): string {
+  const t = args.split(' ');
+  const head: Record<string, string> = {};
+  const rest: string[] = [];
+  for (let i = 0; i < t.length; i++) {
+    if ((t[i] === '-s' || t[i] === '-d' || t[i] === '-p') && head[t[i]] === undefined && i + 1 < t.length) head[t[i]] = t[++i];
+    else rest.push(t[i]);
+  }
+  return [...['-s', '-d', '-p'].flatMap((k) => (head[k] === undefined ? [] : [k, head[k]])), ...rest].join(' ');
+}
+
 function ruleLines(chain: string, r: PlanRule, family: Family, plan: RulesetPlan, n: ReturnType<typeof names>, trees: Trees, logs: LogChains): string[] {
   let alts: string[] = [''];
   for (const m of r.matches) {
@@ -276,7 +298,8 @@ function ruleLines(chain: string, r: PlanRule, family: Family, plan: RulesetPlan
     if (a === null) return [];
     alts = alts.flatMap((x) => a.map((y) => (x ? `${x} ${y}` : y)));
   }
-  const comment = `-m comment --comment "${safeComment(r.comment)}"`;
+  alts = alts.map(ipHeaderFirst);
+  const comment = `-m comment --comment ${xtablesString(safeComment(r.comment))}`;
   const out: string[] = [];
   const v = r.verdict;
   for (const m of alts) {
@@ -292,7 +315,7 @@ function ruleLines(chain: string, r: PlanRule, family: Family, plan: RulesetPlan
         if (r.log && r.matches.length && !log) throw new Error(`no log chain for ${r.log}`);
         if (log) out.push(`${head} -g ${log.name}`);
         else {
-          if (r.log) out.push(`${head} -j NFLOG --nflog-group ${plan.nflogGroup} --nflog-prefix "${safeLogPrefix(r.log)}"`);
+          if (r.log) out.push(`${head} ${nflogTarget(plan.nflogGroup, r.log)}`);
           out.push(`${head} -j DROP`);
         }
         break;
@@ -420,27 +443,44 @@ export function jumpSources(family: Family, jumps: Jumps, n: ReturnType<typeof n
  * `iptables-restore --noflush` text for one family: declares (and so flushes) moat's chains,
  * fills them, inserts the jumps that are missing, and deletes moat chains that are no longer used.
  * `staleChains` may list all of moat's chains in the kernel: those this plan keeps are not deleted.
+ * With `current` (their rules as iptables-save prints them), only the chains whose rules differ are
+ * declared and filled: rules are rendered in iptables-save's own form (ipHeaderFirst, xtablesString,
+ * nflogTarget), so an unchanged chain reads back exactly as rendered.
  */
-export function renderRestore(plan: RulesetPlan, family: Family, jumps: Jumps, staleChains: string[], setNames: SetNames, options: IptablesRenderOptions = {}): string {
+export function renderRestore(plan: RulesetPlan, family: Family, jumps: Jumps, staleChains: string[], setNames: SetNames, options: IptablesRenderOptions = {}, current?: Readonly<Record<string, string[]>>): string {
   plan = iptablesPlan(plan);
   const n = names(options, setNames);
-  const lines = ['*filter'];
   const trees = dispatchTrees(plan, family, options);
   const logs = logChains(plan, family, options);
   const keep = familyChains(plan, family, options, trees, logs);
   const kept = new Set(keep);
   const stale = [...new Set(staleChains)].filter((s) => !kept.has(s));
-  for (const c of [...keep, ...stale]) lines.push(`:${c} - [0:0]`);
-  for (const c of plan.chains) for (const r of c.rules) lines.push(...ruleLines(n.chain(c), r, family, plan, n, trees, logs));
-  const done = new Set<string>();
-  for (const t of trees.values()) {
-    for (const c of t.chains) {
-      if (done.has(c.name)) continue;
-      done.add(c.name);
-      for (const r of c.rules) lines.push(`-A ${c.name} ${r}`);
-    }
+  // Each kept chain's rules, as iptables-save prints them.
+  const rules = new Map<string, string[]>(keep.map((c) => [c, []]));
+  for (const c of plan.chains) rules.get(n.chain(c))!.push(...c.rules.flatMap((r) => ruleLines(n.chain(c), r, family, plan, n, trees, logs)));
+  for (const t of trees.values()) for (const c of t.chains) {
+    const out = rules.get(c.name)!;
+    if (out.length === 0) for (const r of c.rules) out.push(`-A ${c.name} ${r}`);
   }
-  for (const l of new Set(logs.values())) for (const r of l.rules) lines.push(`-A ${l.name} ${r}`);
+  for (const l of new Set(logs.values())) {
+    const out = rules.get(l.name)!;
+    if (out.length === 0) for (const r of l.rules) out.push(`-A ${l.name} ${r}`);
+  }
+  // With `current` (the rules of the kernel's moat chains, `staleChains` being all of them, read by
+  // iptables-save), a chain that holds exactly
+  // these rules already is left as it is: not declared (which would flush it), no rules sent. Its
+  // counters stay, and one container added rewrites a few chains instead of all of them.
+  const inKernel = new Set(staleChains);
+  const same = (c: string) => {
+    // A chain iptables-save lists without rules has none.
+    const have = current ? (current[c] ?? (inKernel.has(c) ? [] : undefined)) : undefined;
+    const want = rules.get(c)!;
+    return have !== undefined && have.length === want.length && have.every((x, i) => x === want[i]);
+  };
+  const changed = keep.filter((c) => !same(c));
+  const lines = ['*filter'];
+  for (const c of [...changed, ...stale]) lines.push(`:${c} - [0:0]`);
+  for (const c of changed) lines.push(...rules.get(c)!);
   for (const j of jumpSources(family, jumps, n)) {
     if (!jumps.existingJumps.includes(`${j.from}>${j.to}`)) lines.push(`-I ${j.from} 1 -j ${j.to}`);
   }
