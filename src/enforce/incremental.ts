@@ -3,12 +3,12 @@
 // `nft -f` transaction. Used by the controller when a container comes or goes: set and chain names
 // are stable under membership changes (peer sets are named by the peer's identity in the policy,
 // per-identity chains by their rules), so one new container is a handful of element changes.
-// A set whose capacity changed (it filled up) is replaced in the same transaction: the kernel cannot
-// resize a set in place, so the chains that use it are flushed, the set deleted and created anew with
-// its elements, and the chains' rules loaded again. Anything else (a base chain changed, the NFLOG
-// group changed, a chain's rules changed under the same name, a map's capacity changed) is not
-// incremental: the caller does a whole-table replace.
-import { setsOfRule, type AddressSet, type PlanChain, type RulesetPlan, type VerdictMap } from './plan-model.js';
+// A set or verdict map whose capacity changed (it filled up) is replaced in the same transaction: the
+// kernel cannot resize one in place, so the chains that use it (base chains for a map) are flushed,
+// it is deleted and created anew with its elements, and the chains' rules are loaded again. Anything
+// else (a base chain changed, the NFLOG group changed, a chain's rules changed under the same name) is
+// not incremental: the caller does a whole-table replace.
+import type { AddressSet, PlanChain, RulesetPlan, VerdictMap } from './plan-model.js';
 import { chainComment, mapElementText, portItems, portSetRanges, renderRule, tableName, validSize } from './backends/nft/render.js';
 import { assertName, elementText, safeComment } from './validate.js';
 import type { ElementChange } from './backends/nft/netlink.js';
@@ -148,37 +148,37 @@ export function incrementalScript(prev: RulesetPlan, next: RulesetPlan, options:
     if (s.size !== undefined && s.elements.length > s.size) return { incremental: false, reason: `set ${s.name} is full` };
   }
   const prevMaps = new Map(prev.maps.map((m) => [m.name, m]));
+  const resizedMaps = new Set<string>();
   for (const m of next.maps) {
     const p = prevMaps.get(m.name);
     if (!p || p.family !== m.family) return { incremental: false, reason: `map ${m.name} added or changed` };
-    // The kernel's map has the capacity of the plan that created it.
-    if (p.size !== m.size) return { incremental: false, reason: `map ${m.name} changed size` };
+    // The kernel's map has the capacity of the plan that created it: another capacity is another map.
+    if (p.size !== m.size) resizedMaps.add(m.name);
     if (m.size !== undefined && m.elements.length > m.size) return { incremental: false, reason: `map ${m.name} is full` };
   }
   for (const m of prev.maps) if (!next.maps.some((x) => x.name === m.name)) return { incremental: false, reason: `map ${m.name} removed` };
 
-  // The chains that use a set created anew: flushed before the set goes and, unless they go too,
-  // loaded again after it is back. A base chain is not reloaded (its rules are the hooks').
+  // The chains that use a set or map created anew (a base chain uses the maps): flushed before it
+  // goes and, unless they go too, loaded again after it is back, in the same transaction.
   const reloaded: PlanChain[] = [];
   const flushedFirst: string[] = [];
-  if (resized.size) {
+  if (resized.size || resizedMaps.size) {
     const nextByName = nextChains ?? new Map(next.chains.map((c) => [c.name, c]));
-    const uses = (c: PlanChain) => c.rules.some((r) => r.matches.some((m) => m.kind === 'set' && resized.has(m.set)));
+    const uses = (c: PlanChain) => c.rules.some((r) => (r.verdict.kind === 'vmap' && resizedMaps.has(r.verdict.map)) || r.matches.some((m) => m.kind === 'set' && resized.has(m.set)));
     for (const c of prev.chains) {
       if (!uses(c)) continue;
-      if (c.hook) return { incremental: false, reason: `set ${c.rules.flatMap(setsOfRule).find((n) => resized.has(n))} changed size and base chain ${c.name} uses it` };
       const n = nextByName.get(c.name);
       if (n) reloaded.push(n);
       else flushedFirst.push(c.name);
     }
   }
 
-  const changes: IncrementalChanges = { setsAdded: [], setsRemoved: [], setsResized: [...resized], chainsReloaded: reloaded.map((c) => c.name), chainsAdded: [], chainsRemoved: [], elementsAdded: 0, elementsRemoved: 0, mapElementsAdded: 0, mapElementsRemoved: 0 };
+  const changes: IncrementalChanges = { setsAdded: [], setsRemoved: [], setsResized: [...resized, ...resizedMaps], chainsReloaded: reloaded.map((c) => c.name), chainsAdded: [], chainsRemoved: [], elementsAdded: 0, elementsRemoved: 0, mapElementsAdded: 0, mapElementsRemoved: 0 };
   // Element changes of the sets and maps the kernel holds (a new set's elements come with it).
   const addOps: ElementChange[] = [];
   const delOps: ElementChange[] = [];
   // For the netlink writer: new sets and chains whole, and the element changes above.
-  const change: TableChange = { portSets: [], sets: [], chains: [], elements: [], chainsRemoved: [], setsRemoved: [], setsReplaced: [...resized], chainsReloaded: reloaded, chainsFlushedFirst: flushedFirst };
+  const change: TableChange = { portSets: [], sets: [], chains: [], elements: [], chainsRemoved: [], setsRemoved: [], setsReplaced: [...resized], chainsReloaded: reloaded, chainsFlushedFirst: flushedFirst, mapsReplaced: next.maps.filter((m) => resizedMaps.has(m.name)) };
   const head: string[] = []; // new sets and chains (before anything refers to them)
   const dels: string[] = []; // element deletions (before additions: interval sets must not overlap)
   const adds: string[] = [];
@@ -220,6 +220,12 @@ export function incrementalScript(prev: RulesetPlan, next: RulesetPlan, options:
   }
   for (const m of next.maps) {
     const p = prevMaps.get(m.name)!;
+    if (resizedMaps.has(m.name)) {
+      // Created anew (below), with all its elements.
+      if (m.elements.length) adds.push(`add element inet ${t} ${assertName(m.name, 'map name')} { ${m.elements.map(mapElementText).join(', ')} }`);
+      changes.mapElementsAdded += m.elements.length;
+      continue;
+    }
     if (p === m || p.elements === m.elements) continue;
     const key = (e: VerdictMap['elements'][number]) => `${e.key}\u0000${e.chain}\u0000${e.owner}`;
     const { gone, come } = changed(p.elements, m.elements, (x, y) => x.key === y.key && x.chain === y.chain && x.owner === y.owner, key);
@@ -273,15 +279,18 @@ export function incrementalScript(prev: RulesetPlan, next: RulesetPlan, options:
   }
   if (change.chains.length || reloaded.length) {
     for (const x of prev.sets) if (!resized.has(x.name)) existing.add(x.name);
-    for (const x of prev.maps) existing.add(x.name);
+    for (const x of prev.maps) if (!resizedMaps.has(x.name)) existing.add(x.name);
     // The reloaded chains' port sets are the kernel's (the chains had them); new chains' may be any.
     for (const name of (before ?? portSetRanges({ chains: reloaded })).keys()) existing.add(name);
   }
-  if (resized.size) {
-    // Ahead of everything else: the chains that use the sets flushed and the sets deleted (the new
-    // sets' declarations follow in `head`); the reloaded chains' rules after the new chains' rules.
+  if (resized.size || resizedMaps.size) {
+    // Ahead of everything else: the chains that use them flushed, the sets and maps deleted, the maps
+    // declared anew (the new sets' declarations follow in `head`, the maps' elements in `adds`); the
+    // reloaded chains' rules after the new chains' rules.
     const first = [...reloaded.map((c) => c.name), ...flushedFirst].map((c) => `flush chain inet ${t} ${assertName(c, 'chain name')}`);
     for (const name of resized) first.push(`delete set inet ${t} ${assertName(name, 'set name')}`);
+    for (const name of resizedMaps) first.push(`delete map inet ${t} ${assertName(name, 'map name')}`);
+    for (const m of next.maps) if (resizedMaps.has(m.name)) first.push(`add map inet ${t} ${m.name} { type ${m.family === 4 ? 'ipv4_addr' : 'ipv6_addr'} : verdict;${m.size === undefined ? '' : ` size ${validSize(m.size, m.name)};`} }`);
     head.unshift(...first);
     for (const c of reloaded) for (const r of c.rules) head.push(`add rule inet ${t} ${c.name} ${renderRule(r, next.nflogGroup)}`);
   }

@@ -123,8 +123,10 @@ export interface VerdictMap {
    * Most elements the kernel's map can take (nft `size`), which makes it a fixed-size hash: when a
    * `jump` element is added, the kernel walks every map element to validate the table, and that walk
    * is faster over a fixed-size hash than over a resizable one (bench/README.md, "Control plane").
-   * Set by the full compile (`mapCapacity`); kept by the deltas, which give way to a full compile
-   * rather than fill it. Absent in plans recorded by an earlier moat.
+   * Set by the full compile (`mapCapacity`) and kept while the elements fit; a delta that would fill
+   * it gives it the capacity a full compile would, and the plan diff replaces the map and reloads the
+   * base chains that use it, in one transaction (incremental.ts). Absent in plans recorded by an
+   * earlier moat.
    */
   size?: number;
 }

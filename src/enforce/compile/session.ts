@@ -668,16 +668,15 @@ export class CompileSession {
     });
     const smallMaps = new Map(small.maps.map((m) => [m.name, m]));
     const mapAdds = new Map<string, MapElement[]>();
-    let full: string | undefined;
     const maps = plan.maps.map((m) => {
       const extra = (smallMaps.get(m.name)?.elements ?? []).filter((el) => freshAddrs.has(el.key));
       if (!extra.length) return m;
-      // A full compile gives the map a larger capacity.
-      if (m.size !== undefined && m.elements.length + extra.length > m.size) full = m.name;
       mapAdds.set(m.name, extra);
-      return { ...m, elements: m.elements.concat(extra) };
+      // A map that would overflow its kernel capacity gets the one a full compile gives it (the plan
+      // diff replaces the kernel's map and reloads the base chains that use it: incremental.ts).
+      const elements = m.elements.concat(extra);
+      return m.size !== undefined && elements.length > m.size ? { ...m, elements, size: mapCapacity(elements.length) } : { ...m, elements };
     });
-    if (full) return { reason: `map ${full} is full` };
     // The new containers' chains, found by position (the index keeps them) instead of a pass over all.
     const chains = plan.chains.slice();
     for (const [name, ids] of chainOwners) {

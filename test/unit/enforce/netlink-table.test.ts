@@ -347,4 +347,19 @@ test('in the kernel: a peer set that fills up is created anew with a larger capa
     assert.equal(byBlock(listing(ns, 'trs')!.text), byBlock(want.text));
     assert.equal(byBlock(listing(viaNft, 'trs')!.text), byBlock(want.text));
   }
+  // The verdict maps of a family with twice the capacity (as when they fill up), and back: created
+  // anew with their elements, the base chains that use them flushed and reloaded, in one change.
+  const bigger: RulesetPlan = { ...from, maps: from.maps.map((m) => (m.family === 4 ? { ...m, size: 2 * m.size! } : m)) };
+  for (const [a, b] of [[from, bigger], [bigger, from]]) {
+    const d = incrementalScript(a, b, { table: 'trs' });
+    assert.ok(d.incremental && d.changes.setsResized.includes('egress4') && d.changes.chainsReloaded.includes('egress'), JSON.stringify(d.incremental && d.changes));
+    assert.deepEqual(viaNetlink(ns, 'trs', [{ from: a, plan: b }]), ['ok']);
+    const r = inNetns(viaNft, 'nft', ['-f', '-'], d.script);
+    assert.equal(r.status, 0, r.stderr);
+    load(ref, b);
+    const want = listing(ref, 'trs')!;
+    assert.match(want.text, new RegExp(`map egress4 \\{[^}]*size ${b.maps.find((x) => x.name === 'egress4')!.size}`));
+    assert.equal(byBlock(listing(ns, 'trs')!.text), byBlock(want.text));
+    assert.equal(byBlock(listing(viaNft, 'trs')!.text), byBlock(want.text));
+  }
 });

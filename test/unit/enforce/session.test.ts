@@ -170,7 +170,7 @@ function replica(like: Endpoint, k: number): Endpoint {
 /** Sizes of every set and map with a capacity. */
 const capacities = (p: RulesetPlan) => [...p.maps, ...p.sets].filter((x) => x.size !== undefined).map((x) => ({ name: x.name, n: x.elements.length, size: x.size! }));
 
-test('a verdict map never outgrows its kernel capacity: the delta that would fill it is a full compile with a larger size', () => {
+test('a verdict map never outgrows its kernel capacity: the delta that would fill it gives it the larger size a full compile gives, and the diff replaces it with the base chains reloaded', () => {
   const world = syntheticWorld(300);
   // Egress isolation of the web tier, no peer sets (peers: all): the map fills before any set.
   const policies = emptyPolicySet();
@@ -182,27 +182,40 @@ test('a verdict map never outgrows its kernel capacity: the delta that would fil
   const like = world.endpoints.find((e) => eg.elements.some((el) => el.owner === `ctr:${e.id}`))!;
   const endpoints = [...world.endpoints];
   let last = first;
-  let fullAt = -1;
-  for (let k = 0; k < 1100 && fullAt < 0; k++) {
+  let grownAt = -1;
+  for (let k = 0; k < 1100 && grownAt < 0; k++) {
     endpoints.push(replica(like, k));
-    const r = s.compile({ ...world, endpoints: [...endpoints] }, policies, 'p');
+    const w = { ...world, endpoints: [...endpoints] };
+    const r = s.compile(w, policies, 'p');
+    assert.equal(r.mode, 'delta', `step ${k}: ${r.reason}`);
     const m = r.plan.maps.find((x) => x.name === 'egress4')!;
     assert.ok(m.elements.length <= m.size!, `step ${k}: ${m.elements.length} elements in a map of ${m.size}`);
-    if (r.mode === 'full') {
-      fullAt = k;
-      assert.match(r.reason ?? '', /map egress4 is full/);
+    const d = incrementalScript(last, r.plan);
+    assert.ok(d.incremental, `step ${k}`);
+    if (m.size !== 1024) {
+      grownAt = k;
+      // The size a full compile with the kernel's capacities gives it.
       assert.equal(m.size, 4096);
-      // The kernel's map cannot take it as element changes: a whole-table replace.
-      const d = incrementalScript(last, r.plan);
-      assert.equal(d.incremental, false);
-      if (!d.incremental) assert.match(d.reason, /changed size/);
+      assert.equal(compilePlan(w, policies, { capacities: capacitiesOf(last) }).maps.find((x) => x.name === 'egress4')!.size, 4096);
+      // Every known address is in both maps of its family: both grow. The kernel's maps cannot grow
+      // in place: they are created anew with their elements, and the base chains that use them are
+      // flushed and loaded again, in the same change.
+      const ing = r.plan.maps.find((x) => x.name === 'ingress4')!;
+      assert.equal(ing.size, 4096);
+      const users = r.plan.chains.filter((c) => c.rules.some((rule) => rule.verdict.kind === 'vmap' && rule.verdict.family === 4));
+      assert.deepEqual(users.map((c) => c.hook).sort(), ['egress', 'ingress']);
+      assert.deepEqual([...d.changes.setsResized].sort(), ['egress4', 'ingress4']);
+      assert.deepEqual([...d.changes.chainsReloaded].sort(), users.map((c) => c.name).sort());
+      assert.deepEqual(d.netlink.change.mapsReplaced?.map((x) => [x.name, x.size, x.elements.length]).sort(), [['egress4', 4096, m.elements.length], ['ingress4', 4096, ing.elements.length]]);
+      assert.equal(d.elementOps, undefined);
+      assert.match(d.script, /^delete map inet moat egress4\n(delete map inet moat ingress4\n)?[^]*^add map inet moat egress4 \{ type ipv4_addr : verdict; size 4096; \}$/m);
+      assert.match(d.script, /^flush chain inet moat egress$/m);
     } else {
-      assert.equal(m.size, 1024);
-      assert.equal(incrementalScript(last, r.plan).incremental, true);
+      assert.ok(d.elementOps, `step ${k}: element changes only`);
     }
     last = r.plan;
   }
-  assert.equal(fullAt, 1024 - eg.elements.length, 'the first delta past the capacity, not before');
+  assert.equal(grownAt, 1024 - eg.elements.length, 'the first delta past the capacity, not before');
 });
 
 test('a peer set of containers is a sized hash set; the delta that would fill it gives it the larger size a full compile gives, and the diff replaces it in place', () => {

@@ -874,6 +874,11 @@ export interface TableChange {
   setsReplaced?: string[];
   chainsReloaded?: PlanChain[];
   chainsFlushedFirst?: string[];
+  /**
+   * Verdict maps the kernel holds that are deleted and declared again with their elements (another
+   * capacity), after the new chains are declared; the base chains that use them are in `chainsReloaded`.
+   */
+  mapsReplaced?: VerdictMap[];
 }
 
 /**
@@ -901,19 +906,20 @@ export function encodeChangeBatch(change: TableChange, table: string, group: num
   // `flush chain`: DELRULE naming the chain and no rule.
   const flush = (name: string) => named(MSG.DELRULE, `flush chain ${name}`, RULE.TABLE, RULE.CHAIN, assertName(name, 'chain name'));
   // Sets created anew: the chains that use them flushed, then the sets deleted (declared below).
+  // (A base chain's flush and reload, in one transaction, leaves its hook and policy as they are.)
   const reloaded = change.chainsReloaded ?? [];
-  for (const ch of reloaded) {
-    if (ch.hook) throw new Error(`base chain ${ch.name} cannot be reloaded by a change batch`);
-    flush(ch.name);
-  }
+  for (const ch of reloaded) flush(ch.name);
   for (const name of change.chainsFlushedFirst ?? []) flush(name);
   for (const name of change.setsReplaced ?? []) named(MSG.DELSET, `delete set ${name}`, SET.TABLE, SET.NAME, assertName(name, 'set name'));
+  for (const m of change.mapsReplaced ?? []) named(MSG.DELSET, `delete map ${m.name}`, SET.TABLE, SET.NAME, assertName(m.name, 'map name'));
   for (const p of change.portSets) portSet(c, p.name, p.ranges);
   for (const s of change.sets) addressSet(c, s);
   for (const ch of change.chains) {
     if (ch.hook) throw new Error(`base chain ${ch.name} cannot be added by a change batch`);
     newChain(c, ch);
   }
+  // Maps created anew after the chains their elements name.
+  for (const m of change.mapsReplaced ?? []) verdictMap(c, m);
   for (const ch of change.chains) for (const r of ch.rules) newRule(c, ch.name, r);
   for (const ch of reloaded) for (const r of ch.rules) newRule(c, ch.name, r);
   for (const e of change.elements) elementChange(c, e);
