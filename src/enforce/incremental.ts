@@ -17,9 +17,9 @@ import type { TableChange } from './backends/nft/netlink-table.js';
 export interface IncrementalChanges {
   setsAdded: string[];
   setsRemoved: string[];
-  /** Sets created anew with another capacity (their elements count as added). */
+  /** Sets and verdict maps created anew with another capacity (their elements count as added). */
   setsResized: string[];
-  /** Chains whose rules were loaded again because a set they use was created anew. */
+  /** Chains whose rules were loaded again because a set or map they use was created anew. */
   chainsReloaded: string[];
   chainsAdded: string[];
   chainsRemoved: string[];
