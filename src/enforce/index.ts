@@ -40,7 +40,8 @@ export interface EnforceOptions extends CompileOptions, InputOptions {
   /**
    * nft, `apply`: send only the difference from the last recorded plan when the kernel provably
    * still holds it (its nf_tables generation is the one recorded right after that commit); default
-   * true. False: always replace the whole table.
+   * true. False: always replace the whole table. iptables: false declares and fills every chain,
+   * not only those whose rules differ from the kernel's.
    */
   incremental?: boolean;
 }
@@ -149,7 +150,7 @@ export async function applyPlan(p: RulesetPlan, options: EnforceOptions = {}): P
       warnings: p.warnings,
     };
   }
-  const s = await b.apply(p);
+  const s = await b.apply(p, { full: options.incremental === false });
   const script = `${s.ipset}\n${s.v4}\n${s.v6 ?? ''}`;
   if (options.record !== false) saveApplied(stateDir, { backend: b.kind, target: 'MOAT', appliedAt, plan: p, script });
   return { backend: b.kind, plan: p, script, warnings: p.warnings };

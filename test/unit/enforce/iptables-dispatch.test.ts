@@ -454,6 +454,10 @@ test('backend: apply, re-apply with a changed map, and remove leave exactly the 
   assert.equal(inNetns(ns, 'iptables-save', ['-t', 'filter']).stdout.replace(/^#.*\n/gm, ''), before);
   // Every chain holds its rules already, as iptables-save prints them: none is declared (flushed) or sent.
   assert.doesNotMatch(`${again.v4}${again.v6 ?? ''}`, /^(:|-A )/m);
+  // `full` (moat apply --full) declares and fills every chain all the same.
+  const whole = await be.apply(planA, { full: true });
+  assert.equal(whole.v4.split('\n').filter((l) => l.startsWith(':')).length, familyChains(planA, 4).length);
+  assert.equal(inNetns(ns, 'iptables-save', ['-t', 'filter']).stdout.replace(/^#.*\n/gm, ''), before);
 
   const sent = await be.apply(planB);
   // Only the chains whose rules changed are sent; the kernel then holds what a fresh apply gives.

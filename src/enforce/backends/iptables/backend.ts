@@ -71,7 +71,8 @@ export class IptablesBackend {
     return parseIpsetSave(r.stdout, `${names(this.options).setPrefix}-`);
   }
 
-  async render(plan: RulesetPlan): Promise<IptablesScripts> {
+  /** The restore inputs for `plan`; `full`: every chain of the plan declared and filled, changed or not. */
+  async render(plan: RulesetPlan, opts: { full?: boolean } = {}): Promise<IptablesScripts> {
     const defs = ipsetDefs(plan, this.options);
     const existing = await this.ipsetNames();
     const setNames = setNamesOf(defs);
@@ -81,7 +82,7 @@ export class IptablesBackend {
       // All of moat's chains in the kernel: renderRestore deletes those the plan no longer uses
       // (plan chains and verdict-map dispatch chains alike), and leaves alone those that hold
       // exactly the plan's rules already.
-      const text = renderRestore(plan, f, st.jumps, st.moatChains, setNames, this.options, st.lines);
+      const text = renderRestore(plan, f, st.jumps, st.moatChains, setNames, this.options, opts.full ? undefined : st.lines);
       if (f === 4) scripts.v4 = text;
       else scripts.v6 = text;
     }
@@ -89,8 +90,8 @@ export class IptablesBackend {
   }
 
   /** Creates the new ipsets, checks and applies both families; on failure removes the new sets. */
-  async apply(plan: RulesetPlan): Promise<IptablesScripts> {
-    const s = await this.render(plan);
+  async apply(plan: RulesetPlan, opts: { full?: boolean } = {}): Promise<IptablesScripts> {
+    const s = await this.render(plan, opts);
     const before = await this.ipsetNames();
     // Sets that exist already are reused by name; one whose members someone changed gets them back.
     const defs = ipsetDefs(plan, this.options);
