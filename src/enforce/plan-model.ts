@@ -3,6 +3,7 @@
 // network). The nft and iptables renderers turn the same plan into their own text.
 import type { Family } from '../model/address.js';
 import type { PortRanges } from '../model/connset.js';
+import { safeComment } from './validate.js';
 
 export type L4 = 'tcp' | 'udp' | 'sctp';
 
@@ -140,6 +141,11 @@ export const MAP = {
   ingress: (f: Family) => `ingress${f}`,
   egress: (f: Family) => `egress${f}`,
 } as const;
+
+/** The owner of the elements a container's addresses make (`ctr:<id>`, made safe). */
+export function containerOwner(id: string): string {
+  return safeComment(`ctr:${id}`);
+}
 
 /** The names of the sets a rule refers to. */
 export function setsOfRule(r: PlanRule): string[] {

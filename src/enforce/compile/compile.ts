@@ -5,7 +5,7 @@ import { hash as digest } from 'node:crypto';
 import { ConnSet, MAX_PORT, MIN_PORT } from '../../model/connset.js';
 import { parseCidr, type Family } from '../../model/address.js';
 import { canonicalIPv4Prefix, canonicalIPv4Value, ipv4Text } from './ipv4.js';
-import { MAP, mapCapacity, SET, setCapacity, type AddressSet, type L4, type MapElement, type Match, type PlanChain, type PlanRule, type RulesetPlan, type SetElement, type VerdictMap } from '../plan-model.js';
+import { containerOwner, MAP, mapCapacity, SET, setCapacity, type AddressSet, type L4, type MapElement, type Match, type PlanChain, type PlanRule, type RulesetPlan, type SetElement, type VerdictMap } from '../plan-model.js';
 import { assertNflogGroup, elementText, safeComment, safeLogPrefix } from '../validate.js';
 import type { Clause, DirectionPolicy, EnforcementInput, PeerAddresses, PublishedGuard, ResolvedEndpoint } from './resolved.js';
 
@@ -352,7 +352,7 @@ export function compile(input: EnforcementInput, options: CompileOptions = {}): 
   const group = assertNflogGroup(options.nflogGroup ?? DEFAULT_NFLOG_GROUP);
   const warnings = [...input.warnings];
   // Each endpoint's owner comment, made once (it is on every element the endpoint contributes).
-  const owners = input.endpoints.map((e) => safeComment(`ctr:${e.id}`));
+  const owners = input.endpoints.map((e) => containerOwner(e.id));
   // The first endpoint (index) with each address: it owns the address's elements and its rules apply.
   const firstClaim = new Map<string, number>();
   for (let i = 0; i < input.endpoints.length; i++) {
@@ -361,7 +361,7 @@ export function compile(input: EnforcementInput, options: CompileOptions = {}): 
   // Addresses on unmanaged networks are their container's too (they fill peer sets, not the verdict maps).
   const unmanagedOwner = (a: string): string | undefined => {
     const id = input.unmanagedOwners?.get(a);
-    return id === undefined ? undefined : safeComment(`ctr:${id}`);
+    return id === undefined ? undefined : containerOwner(id);
   };
   const knownOwner =
     options.knownAddressOwner ??

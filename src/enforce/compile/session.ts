@@ -31,8 +31,8 @@ import { cidrContains, parseCidr, type Family } from '../../model/address.js';
 import { SYNTHETIC, type EndpointSelector, type Peer, type Policy, type PolicySet } from '../../model/ir.js';
 import { resolveWorld } from '../../analysis/resolve.js';
 import { endpointDisplayName, type Endpoint, type World } from '../../model/world.js';
-import { capacitiesOf, isIngressMap, mapCapacity, SET, setCapacity, setsOfRule, type AddressSet, type MapElement, type PlanChain, type PlanRule, type RulesetPlan, type VerdictMap } from '../plan-model.js';
-import { canonicalAddress, safeComment } from '../validate.js';
+import { capacitiesOf, containerOwner, isIngressMap, mapCapacity, SET, setCapacity, setsOfRule, type AddressSet, type MapElement, type PlanChain, type PlanRule, type RulesetPlan, type VerdictMap } from '../plan-model.js';
+import { canonicalAddress } from '../validate.js';
 import { compile, endpointFamilies, keptCapacity, type CompileOptions } from './compile.js';
 import { buildEnforcementInput, enforcementInputFrom, POLICY_WARNINGS, type InputOptions } from './input.js';
 
@@ -162,7 +162,7 @@ function scopeMayInclude(sel: EndpointSelector, namespaces: Set<string>): boolea
 }
 
 const FIXED_SETS = new Set(([4, 6] as const).flatMap((f) => [SET.managed(f), SET.notInternet(f)]));
-const ownerOf = (e: { id: string }) => safeComment(`ctr:${e.id}`);
+const ownerOf = (e: { id: string }) => containerOwner(e.id);
 
 // Per policy set (the controller hands the same object over until the policy changes): answers that
 // would otherwise walk every policy on every container event.
