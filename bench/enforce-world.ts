@@ -75,6 +75,15 @@ export function syntheticPolicies(count: number, endpoints: number): PolicySet {
 }
 
 /** One more endpoint in namespace syn0 (a new container), on a free address. */
+/**
+ * Replica k of an endpoint (k < 40,000): the same identity (labels, namespace, networks) on a new
+ * address, 100.120.x.y on its first network (100.121.x.y on its second), which the synthetic host
+ * leaves free.
+ */
+export function replicaEndpoint(like: Endpoint, k: number): Endpoint {
+  return { ...like, id: `${like.namespace}/rep${k}`, name: `rep${k}`, containerName: `rep${k}`, attachments: like.attachments.map((a, j) => ({ ...a, ipv4: a.ipv4 ? `100.${120 + j}.${Math.floor(k / 200)}.${(k % 200) + 1}` : undefined })) };
+}
+
 export function extraEndpoint(k: number): Endpoint {
   return {
     id: `syn0/extra${k}`, name: `extra${k}`, namespace: 'syn0', composeService: `extra${k}`, labels: { app: `app${k % 5}`, tier: 'api' },

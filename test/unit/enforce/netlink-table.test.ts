@@ -10,7 +10,7 @@ import { compilePlan } from '../../../src/enforce/index.js';
 import { CompileSession } from '../../../src/enforce/compile/session.js';
 import type { RulesetPlan } from '../../../src/enforce/plan-model.js';
 import { threeTierPolicies, threeTierWorld } from '../../fixtures/enforce/three-tier.js';
-import { syntheticPolicies, syntheticWorld } from '../../../bench/enforce-world.js';
+import { replicaEndpoint, syntheticPolicies, syntheticWorld } from '../../../bench/enforce-world.js';
 import { byBlock, canUseNetns, createNetns, deleteNetns, inNetns } from './netns.js';
 
 const namespaces: string[] = [];
@@ -316,7 +316,7 @@ test('in the kernel: a peer set that fills up is created anew with a larger capa
   let prev = first;
   let grown: { from: RulesetPlan; plan: RulesetPlan; set: string } | undefined;
   for (let k = 0; k < 200 && !grown; k++) {
-    endpoints.push({ ...like, id: `${like.namespace}/rep${k}`, name: `rep${k}`, containerName: `rep${k}`, attachments: like.attachments.map((a, j) => ({ ...a, ipv4: a.ipv4 ? `100.${120 + j}.0.${k + 1}` : undefined })) });
+    endpoints.push(replicaEndpoint(like, k));
     const r = s.compile({ ...world, endpoints: [...endpoints] }, policies, 'p');
     assert.equal(r.mode, 'delta', r.reason);
     const d = incrementalScript(prev, r.plan);

@@ -12,7 +12,7 @@ import { capacitiesOf, type RulesetPlan } from '../../../src/enforce/plan-model.
 import type { Endpoint, World } from '../../../src/model/world.js';
 import { emptyPolicySet, groupLabel, type PolicySet } from '../../../src/model/ir.js';
 import { loadPolicyFile } from '../../../src/policy/load.js';
-import { syntheticPolicies, syntheticWorld } from '../../../bench/enforce-world.js';
+import { replicaEndpoint, syntheticPolicies, syntheticWorld } from '../../../bench/enforce-world.js';
 import { threeTierPolicies, threeTierWorld } from '../../fixtures/enforce/three-tier.js';
 
 /**
@@ -43,6 +43,9 @@ function rng(seed: number) {
     return (x >>> 0) / 0x100000000;
   };
 }
+
+/** New addresses for replica k of an endpoint (bench/enforce-world.ts replicaEndpoint). */
+const replicaAddress = (k: number, like: Endpoint) => replicaEndpoint(like, k).attachments;
 
 function run(name: string, base: World, policies: PolicySet, steps: number, seed: number, newAddress: (k: number, like: Endpoint) => Endpoint['attachments']) {
   const rand = rng(seed);
@@ -107,7 +110,7 @@ function withExtraPolicy(policies: PolicySet): PolicySet {
 test('incremental compile equals a full compile step by step (synthetic host, 200 endpoints)', () => {
   const world = syntheticWorld(200);
   const policies = withExtraPolicy(syntheticPolicies(20, 200));
-  const { stats } = run('synthetic', world, policies, 120, 7, (k, like) => like.attachments.map((a, j) => ({ ...a, ipv4: a.ipv4 ? `100.${120 + j}.${Math.floor(k / 200)}.${(k % 200) + 1}` : undefined })));
+  const { stats } = run('synthetic', world, policies, 120, 7, replicaAddress);
   assert.ok(stats.delta >= 60, `fast path taken ${stats.delta} times of 120 (full: ${stats.full})`);
   assert.ok(stats.full >= 1, 'new identities force full compiles');
 });
@@ -126,7 +129,7 @@ test('incremental compile equals a full compile step by step (a moat policy file
   assert.ok(policies.groups.length >= 13, `${policies.groups.length} groups`);
   // Some containers carry a group's label themselves (a group of another namespace).
   const base: World = { ...world, endpoints: world.endpoints.map((e, i) => (i % 37 === 5 ? { ...e, labels: { ...e.labels, [groupLabel('syn2-db')]: 'true' } } : e)) };
-  const { stats } = run('groups', base, policies, 100, 13, (k, like) => like.attachments.map((a, j) => ({ ...a, ipv4: a.ipv4 ? `100.${120 + j}.${Math.floor(k / 200)}.${(k % 200) + 1}` : undefined })));
+  const { stats } = run('groups', base, policies, 100, 13, replicaAddress);
   assert.ok(stats.delta >= 40, `fast path taken ${stats.delta} times of 100 (full: ${stats.full})`);
 });
 
@@ -162,10 +165,6 @@ test('a policy change, a network change or a burst is a full compile', () => {
   assert.deepEqual(normal(r.plan), normal(compilePlan(both, fewer)));
 });
 
-/** Replica k of an endpoint: the same identity on a new address (100.120.x.y, free in the synthetic host). */
-function replica(like: Endpoint, k: number): Endpoint {
-  return { ...like, id: `${like.namespace}/rep${k}`, name: `rep${k}`, containerName: `rep${k}`, attachments: like.attachments.map((a, j) => ({ ...a, ipv4: a.ipv4 ? `100.${120 + j}.${Math.floor(k / 200)}.${(k % 200) + 1}` : undefined })) };
-}
 
 /** Sizes of every set and map with a capacity. */
 const capacities = (p: RulesetPlan) => [...p.maps, ...p.sets].filter((x) => x.size !== undefined).map((x) => ({ name: x.name, n: x.elements.length, size: x.size! }));
@@ -184,7 +183,7 @@ test('a verdict map never outgrows its kernel capacity: the delta that would fil
   let last = first;
   let grownAt = -1;
   for (let k = 0; k < 1100 && grownAt < 0; k++) {
-    endpoints.push(replica(like, k));
+    endpoints.push(replicaEndpoint(like, k));
     const w = { ...world, endpoints: [...endpoints] };
     const r = s.compile(w, policies, 'p');
     assert.equal(r.mode, 'delta', `step ${k}: ${r.reason}`);
@@ -238,7 +237,7 @@ test('a peer set of containers is a sized hash set; the delta that would fill it
   let last = first;
   let grown: string | undefined;
   for (let k = 0; k < 300 && !grown; k++) {
-    endpoints.push(replica(like, k));
+    endpoints.push(replicaEndpoint(like, k));
     const w = { ...world, endpoints: [...endpoints] };
     const r = s.compile(w, policies, 'p');
     assert.equal(r.mode, 'delta', `step ${k}: ${r.reason}`);
@@ -289,7 +288,7 @@ test('a policy change after container churn keeps the capacities the kernel has 
   let last = first;
   let grown: { name: string; n: number; size: number } | undefined;
   for (let k = 0; k < 200 && !grown; k++) {
-    endpoints.push(replica(like, k));
+    endpoints.push(replicaEndpoint(like, k));
     const r = s.compile({ ...world, endpoints: [...endpoints] }, policies, 'p');
     assert.equal(r.mode, 'delta', r.reason);
     last = r.plan;
@@ -441,7 +440,6 @@ function runMixed(name: string, base: World, start: PolicySet, steps: number, se
   return { ops, stats: session.stats };
 }
 
-const replicaAddress = (k: number, like: Endpoint) => like.attachments.map((a, j) => ({ ...a, ipv4: a.ipv4 ? `100.${120 + j}.${Math.floor(k / 200)}.${(k % 200) + 1}` : undefined }));
 
 test('a policy change with the world unchanged is a policy delta equal to a full compile, step by step with container churn (synthetic host)', () => {
   const world = syntheticWorld(300);
@@ -510,7 +508,7 @@ test('a container of a new identity is a delta when its rules name only sets the
   let fresh: Endpoint | undefined;
   const mixes: Record<string, string>[] = [{ tier: 'api' }, { tier: 'web', app: 'app3' }, { tier: 'api', app: 'app1', extra: 'yes' }, { tier: 'db', extra: 'yes' }];
   for (const labels of mixes) {
-    const e = { ...replica(like, k++), labels };
+    const e = { ...replicaEndpoint(like, k++), labels };
     if (compilePlan({ ...world, endpoints: [...world.endpoints, e] }, policies).chains.some((c) => !names.has(c.name))) {
       fresh = e;
       break;
@@ -528,7 +526,7 @@ test('a container of a new identity is a delta when its rules name only sets the
   assert.equal(r2.mode, 'delta', r2.reason);
   assert.deepEqual(normal(r2.plan), normal(base));
   // A container whose rules name a set the plan lacks (its members are the whole world's): full.
-  const odd = { ...replica(like, k++), labels: { tier: 'odd' } };
+  const odd = { ...replicaEndpoint(like, k++), labels: { tier: 'odd' } };
   const w3 = { ...world, endpoints: [...world.endpoints, odd] };
   const r3 = s.compile(w3, policies, 'p');
   assert.equal(r3.mode, 'full');
@@ -545,7 +543,7 @@ test('a new identity\'s chain keeps the sets it names (and its log prefix) while
   const like = world.endpoints.find((e) => e.namespace === 'syn0' && e.labels.tier === 'api')!;
   // Selected by the extra policy alone: its own chain, isolated by that policy (a log prefix of its own),
   // naming the peer set of the syn0 api policies.
-  const x = { ...replica(like, 0), labels: { extra: 'yes' } };
+  const x = { ...replicaEndpoint(like, 0), labels: { extra: 'yes' } };
   let endpoints = [...world.endpoints, x];
   const r = s.compile({ ...world, endpoints: [...endpoints] }, policies, 'p');
   assert.equal(r.mode, 'delta', r.reason);
