@@ -173,12 +173,13 @@ export function incrementalScript(prev: RulesetPlan, next: RulesetPlan, options:
     }
   }
 
+  const replacedMaps = resizedMaps.size ? next.maps.filter((m) => resizedMaps.has(m.name)) : [];
   const changes: IncrementalChanges = { setsAdded: [], setsRemoved: [], setsResized: [...resized, ...resizedMaps], chainsReloaded: reloaded.map((c) => c.name), chainsAdded: [], chainsRemoved: [], elementsAdded: 0, elementsRemoved: 0, mapElementsAdded: 0, mapElementsRemoved: 0 };
   // Element changes of the sets and maps the kernel holds (a new set's elements come with it).
   const addOps: ElementChange[] = [];
   const delOps: ElementChange[] = [];
   // For the netlink writer: new sets and chains whole, and the element changes above.
-  const change: TableChange = { portSets: [], sets: [], chains: [], elements: [], chainsRemoved: [], setsRemoved: [], setsReplaced: [...resized], chainsReloaded: reloaded, chainsFlushedFirst: flushedFirst, mapsReplaced: next.maps.filter((m) => resizedMaps.has(m.name)) };
+  const change: TableChange = { portSets: [], sets: [], chains: [], elements: [], chainsRemoved: [], setsRemoved: [], setsReplaced: [...resized], chainsReloaded: reloaded, chainsFlushedFirst: flushedFirst, mapsReplaced: replacedMaps };
   const head: string[] = []; // new sets and chains (before anything refers to them)
   const dels: string[] = []; // element deletions (before additions: interval sets must not overlap)
   const adds: string[] = [];
@@ -290,7 +291,7 @@ export function incrementalScript(prev: RulesetPlan, next: RulesetPlan, options:
     const first = [...reloaded.map((c) => c.name), ...flushedFirst].map((c) => `flush chain inet ${t} ${assertName(c, 'chain name')}`);
     for (const name of resized) first.push(`delete set inet ${t} ${assertName(name, 'set name')}`);
     for (const name of resizedMaps) first.push(`delete map inet ${t} ${assertName(name, 'map name')}`);
-    for (const m of next.maps) if (resizedMaps.has(m.name)) first.push(`add map inet ${t} ${m.name} { type ${m.family === 4 ? 'ipv4_addr' : 'ipv6_addr'} : verdict;${m.size === undefined ? '' : ` size ${validSize(m.size, m.name)};`} }`);
+    for (const m of replacedMaps) first.push(`add map inet ${t} ${m.name} { type ${m.family === 4 ? 'ipv4_addr' : 'ipv6_addr'} : verdict;${m.size === undefined ? '' : ` size ${validSize(m.size, m.name)};`} }`);
     head.unshift(...first);
     for (const c of reloaded) for (const r of c.rules) head.push(`add rule inet ${t} ${c.name} ${renderRule(r, next.nflogGroup)}`);
   }

@@ -10,7 +10,7 @@ import { run, runOk } from '../../exec.js';
 import type { RulesetPlan } from '../../plan-model.js';
 import { emptySummary, planSummary, type RulesetSummary } from '../../summary.js';
 import { createHash } from 'node:crypto';
-import { iptablesPlan, ipsetDefs, ipsetMember, names, parseIpsetSave, renderIpsetRepairs, renderIpsets, renderRemove, renderRestore, setNamesOf, type IptablesRenderOptions, type Jumps } from './render.js';
+import { iptablesPlan, ipsetDefs, ipsetMember, names, parseIpsetSave, renderIpsetRepairs, renderIpsets, renderRemove, renderRestore, setNamesOf, type IpsetDef, type IptablesRenderOptions, type Jumps } from './render.js';
 
 export interface IptablesOptions extends IptablesRenderOptions {
   netns?: string;
@@ -71,9 +71,12 @@ export class IptablesBackend {
     return parseIpsetSave(r.stdout, `${names(this.options).setPrefix}-`);
   }
 
-  /** The restore inputs for `plan`; `full`: every chain of the plan declared and filled, changed or not. */
-  async render(plan: RulesetPlan, opts: { full?: boolean } = {}): Promise<IptablesScripts> {
-    const defs = ipsetDefs(plan, this.options);
+  /**
+   * The restore inputs for `plan`; `full`: every chain of the plan declared and filled, changed or
+   * not; `defs`: the plan's ipsets when the caller has them (their names hash every member).
+   */
+  async render(plan: RulesetPlan, opts: { full?: boolean; defs?: IpsetDef[] } = {}): Promise<IptablesScripts> {
+    const defs = opts.defs ?? ipsetDefs(plan, this.options);
     const existing = await this.ipsetNames();
     const setNames = setNamesOf(defs);
     const scripts: IptablesScripts = { ipset: renderIpsets(defs, existing), v4: '', newSets: [...new Set(defs.map((d) => d.name))].filter((n) => !existing.includes(n)) };
@@ -91,10 +94,10 @@ export class IptablesBackend {
 
   /** Creates the new ipsets, checks and applies both families; on failure removes the new sets. */
   async apply(plan: RulesetPlan, opts: { full?: boolean } = {}): Promise<IptablesScripts> {
-    const s = await this.render(plan, opts);
+    const defs = ipsetDefs(plan, this.options);
+    const s = await this.render(plan, { ...opts, defs });
     const before = await this.ipsetNames();
     // Sets that exist already are reused by name; one whose members someone changed gets them back.
-    const defs = ipsetDefs(plan, this.options);
     const repair = renderIpsetRepairs(defs, await this.ipsetMembers());
     if (s.ipset || repair.script) await runOk('ipset', ['restore'], { input: s.ipset + repair.script, netns: this.options.netns });
     try {

@@ -467,9 +467,9 @@ export function renderRestore(plan: RulesetPlan, family: Family, jumps: Jumps, s
     if (out.length === 0) for (const r of l.rules) out.push(`-A ${l.name} ${r}`);
   }
   // With `current` (the rules of the kernel's moat chains, `staleChains` being all of them, read by
-  // iptables-save), a chain that holds exactly
-  // these rules already is left as it is: not declared (which would flush it), no rules sent. Its
-  // counters stay, and one container added rewrites a few chains instead of all of them.
+  // iptables-save), a chain that holds exactly these rules already is left as it is: not declared
+  // (which would flush it), no rules sent. Its counters stay, and one container added rewrites a few
+  // chains instead of all of them.
   const inKernel = new Set(staleChains);
   const same = (c: string) => {
     // A chain iptables-save lists without rules has none.
