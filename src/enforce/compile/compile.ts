@@ -310,6 +310,22 @@ interface ChainRules {
   json: string;
 }
 
+// A rule's JSON text and its matches' (memoised per rule object: a clause's rules are shared by the
+// chains of every identity its policy selects).
+const ruleJson = new WeakMap<PlanRule, string>();
+const matchesKey = new WeakMap<PlanRule, string>();
+const jsonOfRule = (r: PlanRule): string => {
+  let j = ruleJson.get(r);
+  if (j === undefined) ruleJson.set(r, (j = JSON.stringify(r)));
+  return j;
+};
+const keyOfMatches = (r: PlanRule): string => {
+  let k = matchesKey.get(r);
+  if (k === undefined) matchesKey.set(r, (k = JSON.stringify(r.matches)));
+  return k;
+};
+const TERMINAL = new Set<PlanRule['verdict']['kind']>(['accept', 'drop', 'return']);
+
 function directionRules(b: Builder, d: DirectionPolicy, direction: 'ingress' | 'egress', stance: 'allow' | 'deny', guards: PublishedGuard[]): ChainRules {
   const dir = direction === 'ingress' ? 'src' : 'dst';
   const short = direction === 'ingress' ? 'in' : 'eg';
@@ -317,11 +333,25 @@ function directionRules(b: Builder, d: DirectionPolicy, direction: 'ingress' | '
   // JSON.stringify of a list is its items' texts joined by commas in brackets: the text of a clause
   // seen in another chain is reused, not written again.
   const parts: string[] = [];
+  // The matches of the chain's rules so far with a final verdict. A rule with the same matches as one
+  // of them can never be reached (two policies with the same peers and ports, or the same deny): it is
+  // left out, so the kernel neither loads it nor walks it. Its verdict and log prefix never applied.
+  const decided = new Set<string>();
+  const dead = (r: PlanRule): boolean => {
+    const k = keyOfMatches(r);
+    if (decided.has(k)) return true;
+    if (TERMINAL.has(r.verdict.kind)) decided.add(k);
+    return false;
+  };
   const addClause = (cr: ClauseRules) => {
-    for (const r of cr.rules) rules.push(r);
-    if (cr.json) parts.push(cr.json);
+    const kept = cr.rules.filter((r) => !dead(r));
+    for (const r of kept) rules.push(r);
+    if (kept.length === cr.rules.length) {
+      if (cr.json) parts.push(cr.json);
+    } else for (const r of kept) parts.push(jsonOfRule(r));
   };
   const addRule = (r: PlanRule) => {
+    if (dead(r)) return;
     rules.push(r);
     parts.push(JSON.stringify(r));
   };
@@ -498,12 +528,15 @@ export function compile(input: EnforcementInput, options: CompileOptions = {}): 
   ];
   const chains = [...base, ...[...b.chains.values()].sort((x, y) => x.name.localeCompare(y.name))];
   for (const m of Object.values(maps)) m.size = keptCapacity(options.capacities, m.name, m.elements.length, mapCapacity(m.elements.length));
+  // The prefixes of the rules in the plan (a rule left out as unreachable made its prefix too).
+  const logPrefixes: RulesetPlan['logPrefixes'] = {};
+  for (const c of chains) for (const r of c.rules) if (r.log && !(r.log in logPrefixes)) logPrefixes[r.log] = b.logPrefixes[r.log];
   return {
     sets,
     maps: Object.values(maps),
     chains,
     nflogGroup: group,
-    logPrefixes: b.logPrefixes,
+    logPrefixes,
     managedNetworks: input.networks.filter((n) => n.managed).map((n) => n.name),
     warnings,
   };

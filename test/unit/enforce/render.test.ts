@@ -170,3 +170,29 @@ test('every known address is in both maps (goto its chain, accept without one); 
   assert.doesNotMatch(v4, /172\.28\.2\.50\/32|172\.28\.1\.1\/32/, 'no dispatch rule for an address without a chain');
   assert.match(v4, /-d 172\.28\.2\.30\/32 -m comment --comment "ctr:shop\/mysql" -g MOAT-in_/);
 });
+
+test('a rule with the same matches as an earlier final rule of its chain is left out (two policies that say the same thing); its log prefix with it', () => {
+  const base = threeTierPolicies();
+  const copies = base.policies.map((p) => ({ ...p, id: `${p.id}-copy`, name: `${p.name}-copy` }));
+  const twice = { ...base, policies: [...base.policies, ...copies] };
+  const p1 = compilePlan(threeTierWorld(), base);
+  const p2 = compilePlan(threeTierWorld(), twice);
+  const shape = (p: RulesetPlan) =>
+    p.chains.map((c) => c.rules.map((r) => JSON.stringify({ m: r.matches, v: r.verdict, c: r.counter ?? false, l: r.log ?? '' })).join('\n')).sort();
+  // Each chain keeps its first rule of each kind: the copies' rules (same peers, ports, denies)
+  // would never be reached. (Chain names differ: they hash the rules' comments too.)
+  assert.deepEqual(shape(p2), shape(p1));
+  assert.ok(p1.chains.flatMap((c) => c.rules).some((r) => r.comment.startsWith('policy:')), 'the plan has policy rules to copy');
+  assert.ok(!p2.chains.flatMap((c) => c.rules).some((r) => r.comment.includes('-copy') && r.comment.startsWith('policy:')), "no copy's rule is in the plan");
+  assert.deepEqual(Object.keys(p2.logPrefixes).sort(), Object.keys(p1.logPrefixes).sort(), 'only the prefixes of rules in the plan');
+  // No chain of a larger plan holds a rule that an earlier final rule shadows exactly.
+  const big = compilePlan(syntheticWorld(2000), syntheticPolicies(200, 2000));
+  for (const c of big.chains) {
+    const decided = new Set<string>();
+    for (const r of c.rules) {
+      const k = JSON.stringify(r.matches);
+      assert.ok(!decided.has(k), `chain ${c.name}: unreachable rule ${r.comment}`);
+      if (r.verdict.kind === 'drop' || r.verdict.kind === 'return' || r.verdict.kind === 'accept') decided.add(k);
+    }
+  }
+});
