@@ -287,10 +287,20 @@ function portAlternatives(conns: ConnSet): Match[][] {
   return out;
 }
 
-/** Rules of one clause and their JSON text (the array's items, without brackets; '' when none). */
+/**
+ * Rules of one clause, their JSON texts (the array's items, without brackets; '' when none) and the
+ * JSON text of each rule's matches (what makes a later rule with the same matches unreachable).
+ */
 interface ClauseRules {
   rules: PlanRule[];
   json: string;
+  jsons: string[];
+  keys: string[];
+}
+
+/** The JSON text of a rule's matches: its JSON text up to the verdict (`matches` is written first). */
+function matchesKey(json: string): string {
+  return json.slice(0, json.indexOf(',"verdict":'));
 }
 
 function clauseRules(b: Builder, c: Clause, dir: 'src' | 'dst', verdict: PlanRule['verdict'], log: string | undefined): ClauseRules {
@@ -301,7 +311,8 @@ function clauseRules(b: Builder, c: Clause, dir: 'src' | 'dst', verdict: PlanRul
       rules.push({ matches: [...a, ...p], verdict, counter: verdict.kind === 'drop', log, comment });
     }
   }
-  return { rules, json: rules.length ? JSON.stringify(rules).slice(1, -1) : '' };
+  const jsons = rules.map((r) => JSON.stringify(r));
+  return { rules, json: jsons.join(','), jsons, keys: jsons.map(matchesKey) };
 }
 
 /** A chain's rules and the JSON text of the list (its name is a hash of that text). */
@@ -310,20 +321,6 @@ interface ChainRules {
   json: string;
 }
 
-// A rule's JSON text and its matches' (memoised per rule object: a clause's rules are shared by the
-// chains of every identity its policy selects).
-const ruleJson = new WeakMap<PlanRule, string>();
-const matchesKey = new WeakMap<PlanRule, string>();
-const jsonOfRule = (r: PlanRule): string => {
-  let j = ruleJson.get(r);
-  if (j === undefined) ruleJson.set(r, (j = JSON.stringify(r)));
-  return j;
-};
-const keyOfMatches = (r: PlanRule): string => {
-  let k = matchesKey.get(r);
-  if (k === undefined) matchesKey.set(r, (k = JSON.stringify(r.matches)));
-  return k;
-};
 const TERMINAL = new Set<PlanRule['verdict']['kind']>(['accept', 'drop', 'return']);
 
 function directionRules(b: Builder, d: DirectionPolicy, direction: 'ingress' | 'egress', stance: 'allow' | 'deny', guards: PublishedGuard[]): ChainRules {
@@ -337,23 +334,34 @@ function directionRules(b: Builder, d: DirectionPolicy, direction: 'ingress' | '
   // of them can never be reached (two policies with the same peers and ports, or the same deny): it is
   // left out, so the kernel neither loads it nor walks it. Its verdict and log prefix never applied.
   const decided = new Set<string>();
-  const dead = (r: PlanRule): boolean => {
-    const k = keyOfMatches(r);
-    if (decided.has(k)) return true;
-    if (TERMINAL.has(r.verdict.kind)) decided.add(k);
+  const dead = (r: PlanRule, key: string): boolean => {
+    if (decided.has(key)) return true;
+    if (TERMINAL.has(r.verdict.kind)) decided.add(key);
     return false;
   };
   const addClause = (cr: ClauseRules) => {
-    const kept = cr.rules.filter((r) => !dead(r));
-    for (const r of kept) rules.push(r);
-    if (kept.length === cr.rules.length) {
+    let all = true;
+    const live = cr.rules.map((r, i) => {
+      const ok = !dead(r, cr.keys[i]);
+      all &&= ok;
+      return ok;
+    });
+    if (all) {
+      for (const r of cr.rules) rules.push(r);
       if (cr.json) parts.push(cr.json);
-    } else for (const r of kept) parts.push(jsonOfRule(r));
+      return;
+    }
+    cr.rules.forEach((r, i) => {
+      if (!live[i]) return;
+      rules.push(r);
+      parts.push(cr.jsons[i]);
+    });
   };
   const addRule = (r: PlanRule) => {
-    if (dead(r)) return;
+    const json = JSON.stringify(r);
+    if (dead(r, matchesKey(json))) return;
     rules.push(r);
-    parts.push(JSON.stringify(r));
+    parts.push(json);
   };
   for (const c of d.denies) addClause(b.clause(c, direction, 'deny', () => clauseRules(b, c, dir, { kind: 'drop' }, b.prefix('deny', short, c.policyId, direction))));
   for (const g of guards) {
