@@ -11,7 +11,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { applyPlan, compilePlan } from '../src/enforce/index.js';
 import { CompileSession } from '../src/enforce/compile/session.js';
-import { IptablesBackend } from '../src/enforce/backends/iptables/backend.js';
+import { IptablesBackend, iptablesReads } from '../src/enforce/backends/iptables/backend.js';
 import { inThrowawayNetns } from './in-netns.js';
 import { extraEndpoint, syntheticPolicies, syntheticWorld } from './enforce-world.js';
 
@@ -43,15 +43,18 @@ try {
   const session = new CompileSession();
   session.compile({ ...world, endpoints: [...world.endpoints] }, policies, 'bench');
   session.prepare();
-  const adds: { compile: number; apply: number; total: number; mode: string }[] = [];
+  const adds: { compile: number; apply: number; total: number; mode: string; iptablesSaves: number }[] = [];
   for (let k = 0; k < ITER; k++) {
     world.endpoints.push(extraEndpoint(k));
     const t0 = performance.now();
     const c = session.compile({ ...world, endpoints: [...world.endpoints] }, policies, 'bench');
     const t1 = performance.now();
+    const saves = iptablesReads.saves;
     await applyPlan(c.plan, opts);
     const t2 = performance.now();
-    adds.push({ compile: round1(t1 - t0), apply: round1(t2 - t1), total: round1(t2 - t0), mode: c.mode });
+    // iptablesSaves: families read with iptables-save (0 when the apply started from what moat's own
+    // last restores left, nobody else having committed since: backend.ts lastRestore).
+    adds.push({ compile: round1(t1 - t0), apply: round1(t2 - t1), total: round1(t2 - t0), mode: c.mode, iptablesSaves: iptablesReads.saves - saves });
   }
   await new IptablesBackend({}).remove();
   console.log(JSON.stringify({

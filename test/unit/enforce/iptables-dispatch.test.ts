@@ -441,8 +441,22 @@ test('backend: apply, re-apply with a changed map, and remove leave exactly the 
   const be = new IptablesBackend({ netns: ns });
   const chainsIn = async (f: Family) => (await be.familyState(f)).moatChains.sort();
   const ipsets = () => inNetns(ns, 'ipset', ['list', '-n']).stdout.split('\n').filter(Boolean).sort();
+  // What the backend says each restore left (the next apply in this process may start from it
+  // instead of reading iptables-save) is what iptables-save reads back: chains, jumps, moat's rules.
+  const seen = (st: ReturnType<typeof parseSave>) => ({
+    chains: [...new Set(st.jumps.existingChains)].sort(),
+    jumps: [...new Set(st.jumps.existingJumps)].sort(),
+    moat: [...st.moatChains].sort(),
+    lines: Object.fromEntries(Object.entries(st.lines).sort(([x], [y]) => x.localeCompare(y))),
+  });
+  const afterIsKernel = (s: Awaited<ReturnType<IptablesBackend['apply']>>, what: string) => {
+    for (const f of [4, 6] as Family[]) {
+      const real = parseSave(inNetns(ns, f === 4 ? 'iptables-save' : 'ip6tables-save', ['-t', 'filter']).stdout, 'MOAT');
+      assert.deepEqual(seen(parseSave(s.after![f]!.saveText, 'MOAT')), seen(real), `${what}, IPv${f}`);
+    }
+  };
 
-  await be.apply(planA);
+  afterIsKernel(await be.apply(planA), 'first apply');
   assert.deepEqual(await chainsIn(4), familyChains(planA, 4).sort());
   assert.deepEqual(await chainsIn(6), familyChains(planA, 6).sort());
   assert.deepEqual(ipsets(), ipsetDefs(planA).map((d) => d.name).sort());
@@ -451,6 +465,8 @@ test('backend: apply, re-apply with a changed map, and remove leave exactly the 
   // the same plan again changes nothing
   const before = inNetns(ns, 'iptables-save', ['-t', 'filter']).stdout.replace(/^#.*\n/gm, '');
   const again = await be.apply(planA);
+  afterIsKernel(again, 'the same plan again');
+  assert.ok(!again.after![4]!.changes && !again.after![6]!.changes, 'nothing to commit');
   assert.equal(inNetns(ns, 'iptables-save', ['-t', 'filter']).stdout.replace(/^#.*\n/gm, ''), before);
   // Every chain holds its rules already, as iptables-save prints them: none is declared (flushed) or sent.
   assert.doesNotMatch(`${again.v4}${again.v6 ?? ''}`, /^(:|-A )/m);
@@ -460,6 +476,8 @@ test('backend: apply, re-apply with a changed map, and remove leave exactly the 
   assert.equal(inNetns(ns, 'iptables-save', ['-t', 'filter']).stdout.replace(/^#.*\n/gm, ''), before);
 
   const sent = await be.apply(planB);
+  afterIsKernel(sent, 'a changed map');
+  assert.ok(sent.after![4]!.changes);
   // Only the chains whose rules changed are sent; the kernel then holds what a fresh apply gives.
   const declared = (text: string) => text.split('\n').filter((l) => l.startsWith(':')).length;
   assert.ok(declared(sent.v4) > 0 && declared(sent.v4) < familyChains(planB, 4).length, `${declared(sent.v4)} of ${familyChains(planB, 4).length} chains sent`);
@@ -483,7 +501,7 @@ test('backend: apply, re-apply with a changed map, and remove leave exactly the 
   // A set's members changed: a new ipset (names are content-addressed); the old one is destroyed.
   const planC: RulesetPlan = { ...planB, sets: [{ ...sets[0], elements: [...sets[0].elements, { value: '10.9.0.0/16', owner: 'net:y' }] }] };
   assert.notEqual(ipsetDefs(planC)[0].name, ipsetDefs(planB)[0].name);
-  await be.apply(planC);
+  afterIsKernel(await be.apply(planC), 'a set with other members');
   assert.deepEqual(ipsets(), ipsetDefs(planC).map((d) => d.name).sort(), 'only the plan\'s ipsets are left');
 
   await be.remove();

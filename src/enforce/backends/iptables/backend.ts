@@ -10,7 +10,9 @@ import { run, runOk } from '../../exec.js';
 import type { RulesetPlan } from '../../plan-model.js';
 import { emptySummary, planSummary, type RulesetSummary } from '../../summary.js';
 import { createHash } from 'node:crypto';
-import { iptablesPlan, ipsetDefs, ipsetMember, names, parseIpsetSave, renderIpsetRepairs, renderIpsets, renderRemove, renderRestore, setNamesOf, type IpsetDef, type IptablesRenderOptions, type Jumps } from './render.js';
+import { iptablesPlan, ipsetDefs, ipsetMember, names, parseIpsetSave, renderIpsetRepairs, renderIpsets, renderRemove, restoreAndAfter, setNamesOf, type AfterRestore, type IpsetDef, type IptablesRenderOptions, type Jumps } from './render.js';
+import { sharedNetlink } from '../nft/netlink.js';
+import { iptablesFlavour } from '../../doctor.js';
 
 export interface IptablesOptions extends IptablesRenderOptions {
   netns?: string;
@@ -34,6 +36,26 @@ export interface IptablesScripts {
   v4: string;
   v6?: string;
   newSets: string[];
+  /** What each family's filter table holds once its restore succeeded. */
+  after?: Partial<Record<Family, AfterRestore>>;
+}
+
+/**
+ * What moat's last restores left in this process's network namespace, per chain prefix, and the
+ * nf_tables generation right after them. iptables-nft commits to nf_tables, whose generation every
+ * commit by anyone bumps: while it is unchanged, nobody has touched any table since, and the next
+ * apply compares with this instead of reading both families with `iptables-save` (~0.4-0.55 s at
+ * 10,000 endpoints). Recorded only when the generation moved by exactly our restores' commits.
+ */
+const lastRestore = new Map<string, { generation: number; states: Map<Family, FamilyState> }>();
+
+/** How many times this process read a family's rules with iptables-save (for tests and benchmarks). */
+export const iptablesReads = { saves: 0 };
+
+let flavourNft: Promise<boolean> | undefined;
+/** Whether both iptables and ip6tables are the nf_tables flavour (legacy x_tables have no generation). */
+function bothNft(): Promise<boolean> {
+  return (flavourNft ??= Promise.all(['iptables', 'ip6tables'].map((t) => run(t, ['-V']))).then((rs) => rs.every((r) => r.code === 0 && iptablesFlavour(r.stdout.trim()) === 'nft')));
 }
 
 const digestOf = (xs: string[]) => createHash('sha256').update(xs.join('\n')).digest('hex').slice(0, 16);
@@ -53,6 +75,7 @@ export class IptablesBackend {
   }
 
   async familyState(f: Family): Promise<FamilyState> {
+    iptablesReads.saves++;
     const out = await runOk(this.tool(f, 'save'), ['-t', 'filter'], { netns: this.options.netns });
     return parseSave(out, names(this.options).chainPrefix);
   }
@@ -75,27 +98,42 @@ export class IptablesBackend {
    * The restore inputs for `plan`; `full`: every chain of the plan declared and filled, changed or
    * not; `defs`: the plan's ipsets when the caller has them (their names hash every member).
    */
-  async render(plan: RulesetPlan, opts: { full?: boolean; defs?: IpsetDef[] } = {}): Promise<IptablesScripts> {
+  async render(plan: RulesetPlan, opts: { full?: boolean; defs?: IpsetDef[]; states?: Map<Family, FamilyState> } = {}): Promise<IptablesScripts> {
     const defs = opts.defs ?? ipsetDefs(plan, this.options);
     const existing = await this.ipsetNames();
     const setNames = setNamesOf(defs);
-    const scripts: IptablesScripts = { ipset: renderIpsets(defs, existing), v4: '', newSets: [...new Set(defs.map((d) => d.name))].filter((n) => !existing.includes(n)) };
+    const scripts: IptablesScripts = { ipset: renderIpsets(defs, existing), v4: '', newSets: [...new Set(defs.map((d) => d.name))].filter((n) => !existing.includes(n)), after: {} };
     for (const f of this.families()) {
-      const st = await this.familyState(f);
+      const st = opts.states?.get(f) ?? (await this.familyState(f));
       // All of moat's chains in the kernel: renderRestore deletes those the plan no longer uses
       // (plan chains and verdict-map dispatch chains alike), and leaves alone those that hold
       // exactly the plan's rules already.
-      const text = renderRestore(plan, f, st.jumps, st.moatChains, setNames, this.options, opts.full ? undefined : st.lines);
+      const { text, after } = restoreAndAfter(plan, f, st.jumps, st.moatChains, setNames, this.options, opts.full ? undefined : st.lines);
+      scripts.after![f] = after;
       if (f === 4) scripts.v4 = text;
       else scripts.v6 = text;
     }
     return scripts;
   }
 
+  /** The nf_tables generation, when the kernel's iptables rules live in nf_tables and netlink reaches them here. */
+  private async generation(): Promise<number | undefined> {
+    if (this.options.netns !== undefined || !(await bothNft())) return undefined;
+    try {
+      return await sharedNetlink()?.generation();
+    } catch {
+      return undefined;
+    }
+  }
+
   /** Creates the new ipsets, checks and applies both families; on failure removes the new sets. */
   async apply(plan: RulesetPlan, opts: { full?: boolean } = {}): Promise<IptablesScripts> {
     const defs = ipsetDefs(plan, this.options);
-    const s = await this.render(plan, { ...opts, defs });
+    const key = names(this.options).chainPrefix;
+    const genBefore = await this.generation();
+    const known = lastRestore.get(key);
+    lastRestore.delete(key);
+    const s = await this.render(plan, { ...opts, defs, states: genBefore !== undefined && known?.generation === genBefore ? known.states : undefined });
     const before = await this.ipsetNames();
     // Sets that exist already are reused by name; one whose members someone changed gets them back.
     const repair = renderIpsetRepairs(defs, await this.ipsetMembers());
@@ -111,6 +149,17 @@ export class IptablesBackend {
     }
     // The restores replaced all of moat's chains: they refer to the plan's sets and no others.
     await this.destroyUnreferencedSets(new Set(defs.map((d) => d.name)));
+    if (genBefore !== undefined) {
+      // Ours were the only commits since `genBefore` (one per restore that changed something; ipset
+      // is not nf_tables): the kernel holds what the restores said, and the next apply may start from it.
+      const after = await this.generation();
+      const ours = this.families().filter((f) => s.after?.[f]?.changes).length;
+      if (after === genBefore + ours) {
+        const states = new Map<Family, FamilyState>();
+        for (const f of this.families()) states.set(f, parseSave(s.after![f]!.saveText, key));
+        lastRestore.set(key, { generation: after, states });
+      }
+    }
     return s;
   }
 
@@ -167,6 +216,7 @@ export class IptablesBackend {
   }
 
   async remove(): Promise<void> {
+    lastRestore.delete(names(this.options).chainPrefix);
     for (const f of this.families()) {
       const st = await this.familyState(f);
       if (st.moatChains.length === 0) continue;

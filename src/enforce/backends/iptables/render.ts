@@ -448,6 +448,19 @@ export function jumpSources(family: Family, jumps: Jumps, n: ReturnType<typeof n
  * nflogTarget), so an unchanged chain reads back exactly as rendered.
  */
 export function renderRestore(plan: RulesetPlan, family: Family, jumps: Jumps, staleChains: string[], setNames: SetNames, options: IptablesRenderOptions = {}, current?: Readonly<Record<string, string[]>>): string {
+  return restoreAndAfter(plan, family, jumps, staleChains, setNames, options, current).text;
+}
+
+/** What the kernel's filter table holds once a restore of renderRestore succeeded (moat's part and the jumps). */
+export interface AfterRestore {
+  /** `iptables-save -t filter` text of what the backend reads back: every chain declared, the jumps into moat's chains and moat's chains' rules. */
+  saveText: string;
+  /** Whether the restore changes anything (iptables-nft then commits one transaction; else none). */
+  changes: boolean;
+}
+
+/** renderRestore, and what the kernel holds after it (AfterRestore). */
+export function restoreAndAfter(plan: RulesetPlan, family: Family, jumps: Jumps, staleChains: string[], setNames: SetNames, options: IptablesRenderOptions = {}, current?: Readonly<Record<string, string[]>>): { text: string; after: AfterRestore } {
   plan = iptablesPlan(plan);
   const n = names(options, setNames);
   const trees = dispatchTrees(plan, family, options);
@@ -481,12 +494,27 @@ export function renderRestore(plan: RulesetPlan, family: Family, jumps: Jumps, s
   const lines = ['*filter'];
   for (const c of [...changed, ...stale]) lines.push(`:${c} - [0:0]`);
   for (const c of changed) lines.push(...rules.get(c)!);
+  const added: string[] = [];
   for (const j of jumpSources(family, jumps, n)) {
-    if (!jumps.existingJumps.includes(`${j.from}>${j.to}`)) lines.push(`-I ${j.from} 1 -j ${j.to}`);
+    if (!jumps.existingJumps.includes(`${j.from}>${j.to}`)) {
+      lines.push(`-I ${j.from} 1 -j ${j.to}`);
+      added.push(`${j.from}>${j.to}`);
+    }
   }
   for (const s of stale) lines.push(`-X ${s}`);
   lines.push('COMMIT');
-  return `${lines.join('\n')}\n`;
+  // The same table as iptables-save would print it for parseSave: the chains (the stale ones gone),
+  // the jumps of other chains (into a deleted chain none is left), and every kept chain's rules.
+  const gone = new Set(stale);
+  const after = ['*filter'];
+  for (const c of new Set([...jumps.existingChains.filter((c) => !gone.has(c)), ...keep])) after.push(`:${c} - [0:0]`);
+  for (const j of [...jumps.existingJumps, ...added]) {
+    const [from, to] = j.split('>');
+    if (!kept.has(from) && !gone.has(from) && !gone.has(to)) after.push(`-A ${from} -j ${to}`);
+  }
+  for (const c of keep) after.push(...rules.get(c)!);
+  after.push('COMMIT');
+  return { text: `${lines.join('\n')}\n`, after: { saveText: `${after.join('\n')}\n`, changes: lines.length > 2 } };
 }
 
 /** Removes everything moat added in one family: the jumps, then its chains. */
