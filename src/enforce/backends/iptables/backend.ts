@@ -47,7 +47,7 @@ export interface IptablesScripts {
  * apply compares with this instead of reading both families with `iptables-save` (~0.4-0.55 s at
  * 10,000 endpoints). Recorded only when the generation moved by exactly our restores' commits.
  */
-const lastRestore = new Map<string, { generation: number; states: Map<Family, FamilyState> }>();
+const lastRestore = new Map<string, { generation: number; states: Map<Family, AfterRestore['state']> }>();
 
 /** How many times this process read a family's rules with iptables-save (for tests and benchmarks). */
 export const iptablesReads = { saves: 0 };
@@ -98,7 +98,7 @@ export class IptablesBackend {
    * The restore inputs for `plan`; `full`: every chain of the plan declared and filled, changed or
    * not; `defs`: the plan's ipsets when the caller has them (their names hash every member).
    */
-  async render(plan: RulesetPlan, opts: { full?: boolean; defs?: IpsetDef[]; states?: Map<Family, FamilyState> } = {}): Promise<IptablesScripts> {
+  async render(plan: RulesetPlan, opts: { full?: boolean; defs?: IpsetDef[]; states?: Map<Family, AfterRestore['state']> } = {}): Promise<IptablesScripts> {
     const defs = opts.defs ?? ipsetDefs(plan, this.options);
     const existing = await this.ipsetNames();
     const setNames = setNamesOf(defs);
@@ -155,9 +155,7 @@ export class IptablesBackend {
       const after = await this.generation();
       const ours = this.families().filter((f) => s.after?.[f]?.changes).length;
       if (after === genBefore + ours) {
-        const states = new Map<Family, FamilyState>();
-        for (const f of this.families()) states.set(f, parseSave(s.after![f]!.saveText, key));
-        lastRestore.set(key, { generation: after, states });
+        lastRestore.set(key, { generation: after, states: new Map(this.families().map((f) => [f, s.after![f]!.state])) });
       }
     }
     return s;

@@ -451,10 +451,10 @@ export function renderRestore(plan: RulesetPlan, family: Family, jumps: Jumps, s
   return restoreAndAfter(plan, family, jumps, staleChains, setNames, options, current).text;
 }
 
-/** What the kernel's filter table holds once a restore of renderRestore succeeded (moat's part and the jumps). */
+/** What the kernel's filter table holds once a restore of renderRestore succeeded, as the backend reads it (parseSave). */
 export interface AfterRestore {
-  /** `iptables-save -t filter` text of what the backend reads back: every chain declared, the jumps into moat's chains and moat's chains' rules. */
-  saveText: string;
+  /** Every chain of the filter table, the jumps (`from>to`, rules that are only `-j to`), moat's chains and their rules as iptables-save prints them. */
+  state: { jumps: Jumps; moatChains: string[]; lines: Record<string, string[]> };
   /** Whether the restore changes anything (iptables-nft then commits one transaction; else none). */
   changes: boolean;
 }
@@ -503,18 +503,25 @@ export function restoreAndAfter(plan: RulesetPlan, family: Family, jumps: Jumps,
   }
   for (const s of stale) lines.push(`-X ${s}`);
   lines.push('COMMIT');
-  // The same table as iptables-save would print it for parseSave: the chains (the stale ones gone),
-  // the jumps of other chains (into a deleted chain none is left), and every kept chain's rules.
+  // The table as parseSave reads it afterwards: the chains (the stale ones gone), the jumps (none from
+  // or into a deleted chain; moat's own from its chains' new rules), and every kept chain's rules.
   const gone = new Set(stale);
-  const after = ['*filter'];
-  for (const c of new Set([...jumps.existingChains.filter((c) => !gone.has(c)), ...keep])) after.push(`:${c} - [0:0]`);
-  for (const j of [...jumps.existingJumps, ...added]) {
+  const existingChains = [...new Set([...jumps.existingChains.filter((c) => !gone.has(c)), ...keep])];
+  const existingJumps = [...jumps.existingJumps, ...added].filter((j) => {
     const [from, to] = j.split('>');
-    if (!kept.has(from) && !gone.has(from) && !gone.has(to)) after.push(`-A ${from} -j ${to}`);
+    return !kept.has(from) && !gone.has(from) && !gone.has(to);
+  });
+  const afterLines: Record<string, string[]> = {};
+  for (const c of keep) {
+    const rs = rules.get(c)!;
+    if (rs.length === 0) continue;
+    afterLines[c] = rs;
+    for (const r of rs) {
+      const m = / -j (\S+)$/.exec(r);
+      if (m && r === `-A ${c} -j ${m[1]}`) existingJumps.push(`${c}>${m[1]}`);
+    }
   }
-  for (const c of keep) after.push(...rules.get(c)!);
-  after.push('COMMIT');
-  return { text: `${lines.join('\n')}\n`, after: { saveText: `${after.join('\n')}\n`, changes: lines.length > 2 } };
+  return { text: `${lines.join('\n')}\n`, after: { state: { jumps: { existingChains, existingJumps }, moatChains: keep, lines: afterLines }, changes: lines.length > 2 } };
 }
 
 /** Removes everything moat added in one family: the jumps, then its chains. */
