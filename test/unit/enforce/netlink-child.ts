@@ -3,6 +3,7 @@
 // and prints one line per batch: "ok" or "error <message>".
 import { readFileSync } from 'node:fs';
 import { NftNetlink, type ElementChange } from '../../../src/enforce/backends/nft/netlink.js';
+import { applyElements } from '../../../src/enforce/backends/nft/netlink-table.js';
 
 const { table, batches } = JSON.parse(readFileSync(0, 'utf8')) as { table: string; batches: ElementChange[][] };
 const nl = NftNetlink.open();
@@ -12,7 +13,7 @@ if (!nl) {
 }
 for (const b of batches) {
   try {
-    await nl.apply(table, b);
+    await applyElements(nl, table, b);
     console.log('ok');
   } catch (e) {
     console.log(`error ${(e as Error).message}`);

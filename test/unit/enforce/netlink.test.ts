@@ -5,7 +5,8 @@ import { fileURLToPath } from 'node:url';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { encodeBatch, encodeElements, intervalOf, type ElementChange } from '../../../src/enforce/backends/nft/netlink.js';
+import { intervalOf, type ElementChange } from '../../../src/enforce/backends/nft/netlink.js';
+import { encodeElementBatch } from '../../../src/enforce/backends/nft/netlink-table.js';
 import { threeTierWorld } from '../../fixtures/enforce/three-tier.js';
 import type { World } from '../../../src/model/world.js';
 import { canUseNetns, createNetns, deleteNetns, inNetns } from './netns.js';
@@ -27,8 +28,40 @@ function viaNetlink(ns: string, table: string, batches: ElementChange[][]): stri
 
 const hex = (b: Buffer) => b.toString('hex');
 
+/** The messages of a batch: type, flags and attributes (after nlmsghdr and nfgenmsg). */
+function messagesOf(buffer: Buffer): { type: number; flags: number; body: Buffer }[] {
+  const out: { type: number; flags: number; body: Buffer }[] = [];
+  for (let off = 0; off < buffer.length; ) {
+    const len = buffer.readUInt32LE(off);
+    out.push({ type: buffer.readUInt16LE(off + 4), flags: buffer.readUInt16LE(off + 6), body: buffer.subarray(off + 20, off + len) });
+    off += len;
+  }
+  return out;
+}
+
+/** The attributes of a run of attributes, each with its bytes (padding included). */
+function attrsOf(buf: Buffer): { type: number; bytes: Buffer; payload: Buffer }[] {
+  const out: { type: number; bytes: Buffer; payload: Buffer }[] = [];
+  for (let a = 0; a + 4 <= buf.length; ) {
+    const len = buf.readUInt16LE(a);
+    const padded = (len + 3) & ~3;
+    out.push({ type: buf.readUInt16LE(a + 2) & 0x3fff, bytes: buf.subarray(a, a + padded), payload: buf.subarray(a + 4, a + len) });
+    a += padded;
+  }
+  return out;
+}
+
+/** The list elements (NFTA_LIST_ELEM attributes, as bytes) the element batch of one change carries, in order. */
+function listElements(change: ElementChange): Buffer[] {
+  const out: Buffer[] = [];
+  for (const m of messagesOf(encodeElementBatch('t', [change], 1).buffer).slice(1, -1)) {
+    for (const a of attrsOf(m.body)) if (a.type === 3) for (const e of attrsOf(a.payload)) out.push(e.bytes);
+  }
+  return out;
+}
+
 test('a map element is encoded as nft encodes it: key, goto verdict with chain (or accept), comment as userdata', () => {
-  const [parts] = encodeElements({ verb: 'add', kind: 'map', name: 'm', family: 4, elements: [{ value: '10.0.0.9', owner: 'ctr:y', chain: 'c' }] });
+  const parts = listElements({ verb: 'add', kind: 'map', name: 'm', family: 4, elements: [{ value: '10.0.0.9', owner: 'ctr:y', chain: 'c' }] });
   // Bytes as `nft --debug=mnl add element inet t m { 10.0.0.9 comment "ctr:y" : goto c }` shows them (nft 1.0.6).
   const expected =
     '3400' + '0180' + // NFTA_LIST_ELEM (nested), 52 bytes
@@ -37,33 +70,33 @@ test('a map element is encoded as nft encodes it: key, goto verdict with chain (
     '0c00' + '0600' + '0006' + '6374723a7900'; // USERDATA: comment TLV (type 0, length 6) "ctr:y\0"
   assert.equal(hex(parts[0]), expected);
   // An address without rules in the map's direction: `... : accept` (nft 1.0.6, the same way).
-  const [acc] = encodeElements({ verb: 'add', kind: 'map', name: 'm', family: 4, elements: [{ value: '10.0.0.8', owner: 'ctr:y', chain: '' }] });
+  const acc = listElements({ verb: 'add', kind: 'map', name: 'm', family: 4, elements: [{ value: '10.0.0.8', owner: 'ctr:y', chain: '' }] });
   const accept =
     '2c00' + '0180' + // NFTA_LIST_ELEM (nested), 44 bytes
     '0c00' + '0180' + '0800' + '0100' + '0a000008' + // KEY { VALUE 10.0.0.8 }
     '1000' + '0280' + '0c00' + '0280' + '0800' + '0100' + '00000001' + // DATA { VERDICT { CODE 1 (accept) } }
     '0c00' + '0600' + '0006' + '6374723a7900';
   assert.equal(hex(acc[0]), accept);
-  assert.throws(() => encodeElements({ verb: 'add', kind: 'map', name: 'm', family: 4, elements: [{ value: '10.0.0.8', chain: 'a b' }] }), /invalid chain name/);
+  assert.throws(() => listElements({ verb: 'add', kind: 'map', name: 'm', family: 4, elements: [{ value: '10.0.0.8', chain: 'a b' }] }), /invalid chain name/);
 });
 
 test('an interval-set element is a start element and an end element flagged INTERVAL_END', () => {
-  const [pair] = encodeElements({ verb: 'add', kind: 'set', name: 's', family: 4, elements: [{ value: '10.0.0.9', owner: 'ctr:y' }] });
+  const pair = listElements({ verb: 'add', kind: 'set', name: 's', family: 4, elements: [{ value: '10.0.0.9', owner: 'ctr:y' }] });
   assert.equal(pair.length, 2);
   assert.match(hex(pair[0]), /0a000009/);
   assert.match(hex(pair[0]), /00066374723a79/); // comment
   assert.equal(hex(pair[1]), '1800' + '0180' + '0800' + '0300' + '00000001' + '0c00' + '0180' + '0800' + '0100' + '0a00000a');
   // Deleting names the keys only.
-  const [del] = encodeElements({ verb: 'delete', kind: 'set', name: 's', family: 4, elements: [{ value: '10.0.0.9' }] });
+  const del = listElements({ verb: 'delete', kind: 'set', name: 's', family: 4, elements: [{ value: '10.0.0.9' }] });
   assert.doesNotMatch(hex(del[0]), /6374723a79/);
 });
 
 test('an element of a set without intervals (the known-address sets) is its key alone; only host addresses', () => {
-  const [one] = encodeElements({ verb: 'add', kind: 'set', name: 'k', family: 4, exact: true, elements: [{ value: '10.0.0.9', owner: 'ctr:y' }] });
+  const one = listElements({ verb: 'add', kind: 'set', name: 'k', family: 4, exact: true, elements: [{ value: '10.0.0.9', owner: 'ctr:y' }] });
   assert.equal(one.length, 1);
   assert.doesNotMatch(hex(one[0]), /0800030000000001/, 'no INTERVAL_END flag');
   assert.match(hex(one[0]), /0a000009/);
-  assert.throws(() => encodeElements({ verb: 'add', kind: 'set', name: 'k', family: 4, exact: true, elements: [{ value: '10.0.0.0/24' }] }), /not an IPv4 address/);
+  assert.throws(() => listElements({ verb: 'add', kind: 'set', name: 'k', family: 4, exact: true, elements: [{ value: '10.0.0.0/24' }] }), /not an IPv4 address/);
 });
 
 test('intervals: CIDRs start at the network and end after the broadcast; the top of the space has no end', () => {
@@ -84,23 +117,30 @@ test('names and values from outside cannot reach the kernel unchecked', () => {
     { verb: 'add', kind: 'map', name: 'm', family: 4, elements: [{ value: '10.0.0.0/24', chain: 'c' }] },
     { verb: 'add', kind: 'set', name: 's x', family: 4, elements: [{ value: '10.0.0.1' }] },
   ];
-  for (const b of bad) assert.throws(() => encodeBatch('t', [b], 1));
-  assert.throws(() => encodeBatch('t"', [], 1));
-  assert.throws(() => encodeElements({ verb: 'add', kind: 'set', name: 's', family: 4, elements: [{ value: '10.0.0.1', owner: 'x'.repeat(300) }] }), /too long/);
+  for (const b of bad) assert.throws(() => encodeElementBatch('t', [b], 1));
+  assert.throws(() => encodeElementBatch('t"', [{ verb: 'add', kind: 'set', name: 's', family: 4, elements: [{ value: '10.0.0.1' }] }], 1));
+  assert.throws(() => listElements({ verb: 'add', kind: 'set', name: 's', family: 4, elements: [{ value: '10.0.0.1', owner: 'x'.repeat(300) }] }), /too long/);
 });
 
-test('a batch is begin, one acked message per 200 elements, end', () => {
-  const many = Array.from({ length: 450 }, (_, i) => ({ value: `10.0.${i >> 8}.${i & 255}`, owner: 'o' }));
-  const { buffer, seqs, lastSeq } = encodeBatch('t', [{ verb: 'add', kind: 'set', name: 's', family: 4, elements: many }], 100);
-  assert.deepEqual(seqs, [101, 102, 103]);
-  assert.equal(lastSeq, 104);
-  // Walk the messages: types BATCH_BEGIN (16), NEWSETELEM (0x0a0c) x3, BATCH_END (17).
-  const types: number[] = [];
-  for (let off = 0; off < buffer.length; ) {
-    types.push(buffer.readUInt16LE(off + 4));
-    off += buffer.readUInt32LE(off);
+test('a batch is begin, as many element messages as the elements need (each under 64 KiB; interval pairs kept together), end; the last message asks for the answer', () => {
+  const many = Array.from({ length: 3000 }, (_, i) => ({ value: `10.${i >> 8}.${i & 255}.0/24`, owner: 'ctr:some-owner' }));
+  const { buffer, seqs, lastSeq } = encodeElementBatch('t', [{ verb: 'add', kind: 'set', name: 's', family: 4, elements: many }], 100);
+  const msgs = messagesOf(buffer);
+  const types = msgs.map((m) => m.type);
+  assert.equal(types[0], 16, 'BATCH_BEGIN');
+  assert.equal(types.at(-1), 17, 'BATCH_END');
+  const elems = msgs.slice(1, -1);
+  assert.ok(elems.length >= 3, `${elems.length} element messages`);
+  assert.ok(elems.every((m) => m.type === 0x0a0c && m.body.length < 65536));
+  assert.deepEqual(seqs, [lastSeq - 1]);
+  assert.equal(lastSeq, 100 + msgs.length - 1);
+  assert.deepEqual(elems.map((m) => (m.flags & 0x4) !== 0), elems.map((_, i) => i === elems.length - 1), 'only the last asks for an ack');
+  // Every range is a start and an end element, in the same message.
+  for (const m of elems) {
+    const list = attrsOf(attrsOf(m.body).find((a) => a.type === 3)!.payload);
+    assert.equal(list.length % 2, 0);
   }
-  assert.deepEqual(types, [16, 0x0a0c, 0x0a0c, 0x0a0c, 17]);
+  assert.equal(listElements({ verb: 'add', kind: 'set', name: 's', family: 4, elements: many }).length, 6000);
 });
 
 const kernel = canUseNetns() ? false : 'needs root, ip netns and nft';

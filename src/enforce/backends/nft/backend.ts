@@ -6,7 +6,7 @@ import { emptySummary, planSummary, type RulesetSummary } from '../../summary.js
 import { renderDelete, renderReplace, tableName } from './render.js';
 import { createHash } from 'node:crypto';
 import { sharedNetlink as netlinkSocket, type ElementChange, type NftNetlink } from './netlink.js';
-import { applyTableChange, replaceTable, type TableChange } from './netlink-table.js';
+import { applyElements, applyTableChange, replaceTable, type TableChange } from './netlink-table.js';
 
 export interface NftOptions {
   table?: string;
@@ -103,7 +103,7 @@ export class NftBackend {
    * load). Throws when any of them fails; the kernel then keeps what it had.
    */
   async applyElements(changes: ElementChange[]): Promise<void> {
-    await this.socket().apply(this.table, changes);
+    await applyElements(this.socket(), this.table, changes);
   }
 
   /** The netlink socket, for a change that must go over it. */

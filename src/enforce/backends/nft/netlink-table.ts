@@ -13,7 +13,7 @@ import type { Family } from '../../../model/address.js';
 import type { PortRanges } from '../../../model/connset.js';
 import type { AddressSet, Match, PlanChain, PlanRule, RulesetPlan, VerdictMap } from '../../plan-model.js';
 import { assertName, canonicalCidr, cidrText, safeComment, safeLogPrefix } from '../../validate.js';
-import { encodeElements, intervalOf, NetlinkError, type ElementChange, type NftNetlink } from './netlink.js';
+import { intervalOf, NetlinkError, type ElementChange, type NftNetlink } from './netlink.js';
 import { chainComment, NFT_HOOK, portSetName, portSetRanges, tableName, validSize } from './render.js';
 
 // ---- constants (linux/netfilter/nf_tables.h, libnftnl udata, nft datatypes) ------------------
@@ -464,21 +464,54 @@ function verdictMap(c: Ctx, m: VerdictMap): void {
     const k = hostKey(el.key, m.family, `map key of ${name}:`);
     // `goto` the address's chain (the base chain's vmap verdict is final), `accept` when it has none.
     if (el.chain !== '' && !chains.has(el.chain)) chains.add(assertName(el.chain, 'chain name'));
-    const e = w.nest(LIST_ELEM);
-    if (typeof k === 'number') w.keyV4(k);
-    else w.key(k);
+    mapElement(w, k, el.chain, safeComment(el.owner));
+  });
+}
+
+/**
+ * One verdict map element, as nft 1.0.6 writes `10.0.0.9 comment "ctr:y" : goto c`: its key, then
+ * (`chain` given: an addition) `goto` the chain or, for `''`, `accept`, and the owner as user data.
+ * A deletion names the key alone. `chain` must be a checked name (assertName).
+ */
+function mapElement(w: NlWriter, key: Uint8Array | number, chain?: string, owner?: string): void {
+  const e = w.nest(LIST_ELEM);
+  if (typeof key === 'number') w.keyV4(key);
+  else w.key(key);
+  if (chain !== undefined) {
     const d = w.nest(ELEM.DATA);
     const v = w.nest(DATA_VERDICT);
-    if (el.chain === '') w.be32(VERDICT_CODE, VERDICT.accept);
+    if (chain === '') w.be32(VERDICT_CODE, VERDICT.accept);
     else {
       w.be32(VERDICT_CODE, VERDICT.goto);
-      w.str(VERDICT_CHAIN, el.chain);
+      w.str(VERDICT_CHAIN, chain);
     }
     w.close(v);
     w.close(d);
-    w.udata(ELEM.USERDATA, safeComment(el.owner));
-    w.close(e);
-  });
+  }
+  if (owner !== undefined) w.udata(ELEM.USERDATA, owner);
+  w.close(e);
+}
+
+/**
+ * One element of an ElementChange: a map element (mapElement), an exact set's key, or an interval
+ * set's start element and end element (none at the top of the space); owners on additions only.
+ */
+function changeElement(w: NlWriter, c: ElementChange, e: ElementChange['elements'][number]): void {
+  const add = c.verb === 'add';
+  const owner = add && e.owner ? e.owner : undefined;
+  if (c.kind === 'map') {
+    const k = hostKey(e.value, c.family, 'map key');
+    // `goto` the address's chain (plan-model.ts MapElement), `accept` when it has none ('').
+    mapElement(w, k, add ? (e.chain === '' ? '' : assertName(e.chain ?? '', 'chain name')) : undefined, owner);
+    return;
+  }
+  const r = c.exact ? { start: hostKey(e.value, c.family, `element of ${c.name}`) } : rangeOf(e.value, c.family);
+  const s = w.nest(LIST_ELEM);
+  if (typeof r.start === 'number') w.keyV4(r.start);
+  else w.key(r.start);
+  if (owner !== undefined) w.udata(ELEM.USERDATA, owner);
+  w.close(s);
+  if (!c.exact && r.end !== undefined) endElement(w, r.end);
 }
 
 function newChain(c: Ctx, ch: PlanChain): void {
@@ -936,22 +969,49 @@ export function encodeChangeBatch(change: TableChange, table: string, group: num
   return { buffer: w.result(), seqs: [last], firstSeq, lastSeq: c.seq - 1, messages: c.seq - firstSeq, label: (i) => c.labels[i] ?? 'the end of the batch' };
 }
 
-/** Element additions or deletions of a set or map the kernel holds (netlink.ts encodes the elements). */
+/** Element additions or deletions of a set or map the kernel holds (changeElement). */
 function elementChange(c: Ctx, e: ElementChange): void {
   const { w } = c;
   const name = assertName(e.name, e.kind === 'map' ? 'map name' : 'set name');
-  const elems = encodeElements(e);
   let i = 0;
-  while (i < elems.length) {
+  while (i < e.elements.length) {
     const m = begin(c, e.verb === 'add' ? MSG.NEWSETELEM : MSG.DELSETELEM, e.verb === 'add' ? NLM_F_CREATE : 0, `${e.verb} elements of ${name}`);
     w.str(ELEM_LIST.TABLE, c.table);
     w.str(ELEM_LIST.SET, name);
     const list = w.nest(ELEM_LIST.ELEMENTS);
     // An interval's start and end elements stay in one message.
-    while (i < elems.length && w.off - list < ELEMENTS_BYTES) for (const part of elems[i++]) w.raw(part);
+    while (i < e.elements.length && w.off - list < ELEMENTS_BYTES) changeElement(w, e, e.elements[i++]);
     w.close(list);
     w.endMsg(m);
   }
+}
+
+/**
+ * Element changes alone (the controller's usual change: containers come and go) as one batch: begin,
+ * the NEWSETELEM / DELSETELEM messages, end; the last message asks for the acknowledgement (an error
+ * comes back for any message the kernel refuses, and then nothing is committed).
+ */
+export function encodeElementBatch(table: string, changes: ElementChange[], firstSeq: number): TableBatch {
+  const w = new NlWriter(64 * 1024);
+  const c: Ctx = { w, table: assertName(table, 'table name'), seq: firstSeq, setId: 0, ids: new Map(), group: 0, lastMsg: 0, labels: ['the transaction'] };
+  w.endMsg(w.msg(NFNL_MSG_BATCH_BEGIN, NLM_F_REQUEST, c.seq++, 0, NFNL_SUBSYS_NFTABLES));
+  for (const e of changes) elementChange(c, e);
+  if (c.lastMsg === 0) throw new Error('empty element batch');
+  const last = c.seq - 1;
+  w.buf.writeUInt16LE(w.buf.readUInt16LE(c.lastMsg + 6) | NLM_F_ACK, c.lastMsg + 6);
+  w.endMsg(w.msg(NFNL_MSG_BATCH_END, NLM_F_REQUEST, c.seq++, 0, NFNL_SUBSYS_NFTABLES));
+  return { buffer: w.result(), seqs: [last], firstSeq, lastSeq: c.seq - 1, messages: c.seq - firstSeq, label: (i) => c.labels[i] ?? 'the end of the batch' };
+}
+
+/**
+ * Applies element additions and deletions to `inet <table>` in one transaction over `nl`. Throws
+ * NetlinkError (the kernel keeping what it had) when any element cannot be applied, e.g. a set or
+ * chain that does not exist, an element to delete that is absent, or overlapping intervals.
+ */
+export async function applyElements(nl: NftNetlink, table: string, changes: ElementChange[], opts: { timeoutMs?: number } = {}): Promise<void> {
+  if (changes.every((c) => c.elements.length === 0)) return;
+  const errors = await nl.transact((first) => encodeElementBatch(table, changes.filter((c) => c.elements.length), first), opts.timeoutMs ?? 5000);
+  if (errors.length) throw new NetlinkError(`nf_tables netlink transaction failed: ${errors.join('; ')}`);
 }
 
 /**

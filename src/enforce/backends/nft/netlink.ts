@@ -1,11 +1,10 @@
-// A direct nf_tables netlink writer for set and map element changes: the incremental path of the
-// nft backend. `nft` 1.0.6 loads the table's sets, chains and rules into its cache before it runs any
-// command, so even one `add element` costs about as much as listing the table (≈90 ms with 7,000
-// rules). The kernel needs none of that for elements: this module encodes NFT_MSG_NEWSETELEM /
-// NFT_MSG_DELSETELEM messages (the same attributes `nft --debug=netlink` shows) inside one
-// NFNL_MSG_BATCH_BEGIN ... BATCH_END batch, which the kernel commits as one transaction or not at
-// all, exactly like `nft -f`. Whole tables and changes with new or removed chains and sets are
-// batches of netlink-table.ts, which encodes their elements with `encodeElements` below.
+// The nf_tables netlink socket of the nft backend: one NETLINK_NETFILTER socket per process, over
+// which netlink-table.ts's batches go (a whole table, a change of the table, or element changes
+// alone: the controller's usual change). `nft` 1.0.6 loads the table's sets, chains and rules into
+// its cache before it runs any command, so even one `add element` costs about as much as listing the
+// table (≈90 ms with 7,000 rules); the kernel needs none of that. A batch (NFNL_MSG_BATCH_BEGIN ...
+// BATCH_END) is committed by the kernel as one transaction or not at all, exactly like `nft -f`. Also
+// here: the ruleset generation, and the intervals of address elements.
 //
 // The socket is created in the calling process's network namespace; callers that target another
 // namespace (tests with `netns`) use `nft -f` instead.
@@ -16,37 +15,12 @@ const NETLINK_NETFILTER = 12;
 const NLMSG_ERROR = 2;
 const NLM_F_REQUEST = 0x1;
 const NLM_F_ACK = 0x4;
-const NLM_F_CREATE = 0x400;
 const NFNL_SUBSYS_NFTABLES = 10;
-const NFNL_MSG_BATCH_BEGIN = 16;
-const NFNL_MSG_BATCH_END = 17;
-const NFT_MSG_NEWSETELEM = 12;
-const NFT_MSG_DELSETELEM = 14;
 const NFT_MSG_NEWGEN = 15;
 const NFT_MSG_GETGEN = 16;
 const NFTA_GEN_ID = 1;
-const NFPROTO_INET = 1;
-const NLA_F_NESTED = 0x8000;
-// enum nft_set_elem_list_attributes / nft_set_elem_attributes / nft_data_attributes / nft_verdict_attributes
-const NFTA_SET_ELEM_LIST_TABLE = 1;
-const NFTA_SET_ELEM_LIST_SET = 2;
-const NFTA_SET_ELEM_LIST_ELEMENTS = 3;
-const NFTA_LIST_ELEM = 1;
-const NFTA_SET_ELEM_KEY = 1;
-const NFTA_SET_ELEM_DATA = 2;
-const NFTA_SET_ELEM_FLAGS = 3;
-const NFTA_SET_ELEM_USERDATA = 6;
-const NFTA_DATA_VALUE = 1;
-const NFTA_DATA_VERDICT = 2;
-const NFTA_VERDICT_CODE = 1;
-const NFTA_VERDICT_CHAIN = 2;
-const NFT_GOTO = -4;
-const NF_ACCEPT = 1;
-const NFT_SET_ELEM_INTERVAL_END = 0x1;
-const NFTNL_UDATA_SET_ELEM_COMMENT = 0;
-/** Elements per message: keeps every message well under the socket's buffer (64 kB). */
-const ELEMENTS_PER_MESSAGE = 200;
 
+/** Element additions or deletions of one set or verdict map of the table (netlink-table.ts applyElements). */
 export interface ElementChange {
   verb: 'add' | 'delete';
   /** A set or a verdict map (exact keys). */
@@ -60,27 +34,10 @@ export interface ElementChange {
 
 // ---- encoding -------------------------------------------------------------------------------
 
-/** A netlink attribute (type, payload) padded to 4 bytes. */
-function attr(type: number, payload: Buffer): Buffer {
-  const len = 4 + payload.length;
-  const out = Buffer.alloc((len + 3) & ~3);
-  out.writeUInt16LE(len, 0);
-  out.writeUInt16LE(type, 2);
-  payload.copy(out, 4);
-  return out;
-}
-const nest = (type: number, children: Buffer[]) => attr(type | NLA_F_NESTED, Buffer.concat(children));
-const strz = (type: number, s: string) => attr(type, Buffer.from(`${s}\0`, 'utf8'));
-function be32(type: number, v: number): Buffer {
-  const b = Buffer.alloc(4);
-  b.writeInt32BE(v, 0);
-  return attr(type, b);
-}
-
-function message(type: number, flags: number, seq: number, family: number, resId: number, body: Buffer[]): Buffer {
-  const payload = Buffer.concat(body);
+/** A message without attributes (nlmsghdr + nfgenmsg). */
+function message(type: number, flags: number, seq: number, family: number, resId: number): Buffer {
   const head = Buffer.alloc(20);
-  head.writeUInt32LE(20 + payload.length, 0);
+  head.writeUInt32LE(20, 0);
   head.writeUInt16LE(type, 4);
   head.writeUInt16LE(flags, 6);
   head.writeUInt32LE(seq, 8);
@@ -88,7 +45,7 @@ function message(type: number, flags: number, seq: number, family: number, resId
   head.writeUInt8(family, 16);
   head.writeUInt8(0, 17); // NFNETLINK_V0
   head.writeUInt16BE(resId, 18);
-  return Buffer.concat([head, payload]);
+  return head;
 }
 
 function bigintBytes(n: bigint, bytes: number): Buffer {
@@ -113,73 +70,6 @@ export function intervalOf(value: string, family: Family): { start: Buffer; end?
   const start = (n / size) * size;
   const end = start + size;
   return { start: bigintBytes(start, bytes), end: end >= 1n << BigInt(bits) ? undefined : bigintBytes(end, bytes) };
-}
-
-function comment(owner: string): Buffer {
-  const text = Buffer.from(`${owner}\0`, 'utf8');
-  if (text.length > 255) throw new Error('element comment too long');
-  return attr(NFTA_SET_ELEM_USERDATA, Buffer.concat([Buffer.from([NFTNL_UDATA_SET_ELEM_COMMENT, text.length]), text]));
-}
-
-const key = (bytes: Buffer) => nest(NFTA_SET_ELEM_KEY, [attr(NFTA_DATA_VALUE, bytes)]);
-
-/** Map keys and elements of sets without intervals are host addresses of the change's family. */
-function assertHost(value: string, family: Family, what: string): void {
-  const a = parseCidr(value.trim());
-  if (!a || a.family !== family || a.prefix !== (family === 4 ? 32 : 128)) throw new Error(`${what} ${JSON.stringify(value)} is not an IPv${family} address`);
-}
-
-/** The list elements of one change, per element (interval sets: a start element and an end element per range). */
-export function encodeElements(c: ElementChange): Buffer[][] {
-  const out: Buffer[][] = [];
-  for (const e of c.elements) {
-    if (c.kind === 'map') {
-      assertHost(e.value, c.family, 'map key');
-      const { start } = intervalOf(e.value, c.family);
-      const parts = [key(start)];
-      if (c.verb === 'add') {
-        // `goto` the address's chain (plan-model.ts MapElement), `accept` when it has none ('').
-        if (e.chain === '') parts.push(nest(NFTA_SET_ELEM_DATA, [nest(NFTA_DATA_VERDICT, [be32(NFTA_VERDICT_CODE, NF_ACCEPT)])]));
-        else {
-          if (!e.chain || !/^[A-Za-z_][A-Za-z0-9_.-]{0,255}$/.test(e.chain)) throw new Error(`invalid chain name for map element: ${JSON.stringify(e.chain)}`);
-          parts.push(nest(NFTA_SET_ELEM_DATA, [nest(NFTA_DATA_VERDICT, [be32(NFTA_VERDICT_CODE, NFT_GOTO), strz(NFTA_VERDICT_CHAIN, e.chain)])]));
-        }
-        if (e.owner) parts.push(comment(e.owner));
-      }
-      out.push([nest(NFTA_LIST_ELEM, parts)]);
-      continue;
-    }
-    if (c.exact) assertHost(e.value, c.family, `element of ${c.name}`);
-    const { start, end } = intervalOf(e.value, c.family);
-    const first = [key(start)];
-    if (c.verb === 'add' && e.owner) first.push(comment(e.owner));
-    const pair = [nest(NFTA_LIST_ELEM, first)];
-    if (end && !c.exact) pair.push(nest(NFTA_LIST_ELEM, [be32(NFTA_SET_ELEM_FLAGS, NFT_SET_ELEM_INTERVAL_END), key(end)]));
-    out.push(pair);
-  }
-  return out;
-}
-
-/** The whole batch (begin, one message per chunk of elements, end) and the sequence numbers to ack. */
-export function encodeBatch(table: string, changes: ElementChange[], firstSeq: number): { buffer: Buffer; seqs: number[]; lastSeq: number } {
-  if (!/^[A-Za-z_][A-Za-z0-9_]{0,255}$/.test(table)) throw new Error(`invalid table name: ${JSON.stringify(table)}`);
-  let seq = firstSeq;
-  const msgs: Buffer[] = [message(NFNL_MSG_BATCH_BEGIN, NLM_F_REQUEST, seq++, 0, NFNL_SUBSYS_NFTABLES, [])];
-  const seqs: number[] = [];
-  for (const c of changes) {
-    if (!/^[A-Za-z_][A-Za-z0-9_]{0,255}$/.test(c.name)) throw new Error(`invalid set name: ${JSON.stringify(c.name)}`);
-    const elems = encodeElements(c);
-    // The start and end elements of one range stay in the same message.
-    for (let i = 0; i < elems.length; i += ELEMENTS_PER_MESSAGE) {
-      const chunk = elems.slice(i, i + ELEMENTS_PER_MESSAGE).flat();
-      const type = (NFNL_SUBSYS_NFTABLES << 8) | (c.verb === 'add' ? NFT_MSG_NEWSETELEM : NFT_MSG_DELSETELEM);
-      const flags = NLM_F_REQUEST | NLM_F_ACK | (c.verb === 'add' ? NLM_F_CREATE : 0);
-      seqs.push(seq);
-      msgs.push(message(type, flags, seq++, NFPROTO_INET, 0, [strz(NFTA_SET_ELEM_LIST_TABLE, table), strz(NFTA_SET_ELEM_LIST_SET, c.name), nest(NFTA_SET_ELEM_LIST_ELEMENTS, chunk)]));
-    }
-  }
-  msgs.push(message(NFNL_MSG_BATCH_END, NLM_F_REQUEST, seq, 0, NFNL_SUBSYS_NFTABLES, []));
-  return { buffer: Buffer.concat(msgs), seqs, lastSeq: seq };
 }
 
 // ---- transport ------------------------------------------------------------------------------
@@ -353,23 +243,12 @@ export class NftNetlink {
   }
 
   /**
-   * Applies the element changes to `inet <table>` in one transaction. Throws NetlinkError (and the
-   * kernel keeps what it had) when any element cannot be applied, e.g. a set or chain that does not
-   * exist, an element to delete that is absent, or overlapping intervals.
-   */
-  async apply(table: string, changes: ElementChange[], timeoutMs = 5000): Promise<void> {
-    if (changes.every((c) => c.elements.length === 0)) return;
-    const errors = await this.transact((first) => encodeBatch(table, changes, first), timeoutMs);
-    if (errors.length) throw new NetlinkError(`nf_tables netlink transaction failed: ${errors.join('; ')}`);
-  }
-
-  /**
    * The ruleset generation: the kernel increments it on every nf_tables commit, by anyone (nft,
    * iptables-nft, firewalld, Docker). An unchanged generation means an unchanged ruleset.
    */
   async generation(timeoutMs = 5000): Promise<number> {
     const seq = this.take(1);
-    const msg = message((NFNL_SUBSYS_NFTABLES << 8) | NFT_MSG_GETGEN, NLM_F_REQUEST | NLM_F_ACK, seq, 0, 0, []);
+    const msg = message((NFNL_SUBSYS_NFTABLES << 8) | NFT_MSG_GETGEN, NLM_F_REQUEST | NLM_F_ACK, seq, 0, 0);
     const { errors, gen } = await this.exchange(msg, seq, seq, [seq], timeoutMs);
     if (gen === undefined || errors.length) throw new NetlinkError(`cannot read the nf_tables generation: ${errors.join('; ') || 'no answer'}`);
     return gen;
