@@ -56,11 +56,15 @@ try {
     // last restores left, nobody else having committed since: backend.ts lastRestore).
     adds.push({ compile: round1(t1 - t0), apply: round1(t2 - t1), total: round1(t2 - t0), mode: c.mode, iptablesSaves: iptablesReads.saves - saves });
   }
+  const tr = performance.now();
   await new IptablesBackend({}).remove();
+  const removeMs = round1(performance.now() - tr);
   console.log(JSON.stringify({
     endpoints: ENDPOINTS, policies: POLICIES,
     wholeMs: { rounds: whole, applyMedian: median(whole.map((w) => w.apply)) },
     containerAddedMs: { p50: median(adds.map((a) => a.total)), max: Math.max(...adds.map((a) => a.total)), rounds: adds },
+    // Everything moat added taken away (`moat uninstall`): both families' chains and jumps, every ipset.
+    removeMs,
   }, null, 1));
 } finally {
   rmSync(stateDir, { recursive: true, force: true });

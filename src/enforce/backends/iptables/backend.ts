@@ -144,7 +144,7 @@ export class IptablesBackend {
       await runOk(this.tool(4, 'restore'), ['--noflush'], { input: s.v4, netns: this.options.netns });
       if (s.v6) await runOk(this.tool(6, 'restore'), ['--noflush'], { input: s.v6, netns: this.options.netns });
     } catch (e) {
-      for (const n of s.newSets) if (!before.includes(n)) await run('ipset', ['destroy', n], { netns: this.options.netns });
+      await this.destroySets(s.newSets.filter((n) => !before.includes(n)));
       throw e;
     }
     // The restores replaced all of moat's chains: they refer to the plan's sets and no others.
@@ -167,7 +167,33 @@ export class IptablesBackend {
    * another moat instance's, with another chain prefix), and that refusal is ignored.
    */
   async destroyUnreferencedSets(used: ReadonlySet<string>): Promise<void> {
-    for (const n of await this.ipsetNames()) if (!used.has(n)) await run('ipset', ['destroy', n], { netns: this.options.netns });
+    await this.destroySets((await this.ipsetNames()).filter((n) => !used.has(n)));
+  }
+
+  /**
+   * Destroys the named ipsets, skipping any the kernel refuses (one a rule still refers to): one
+   * `ipset restore` of `destroy` lines instead of a process per set (~8 ms each: ~2.4 s for the ~300
+   * sets of a 10,000-endpoint host at uninstall). The restore stops at the first refusal and names its
+   * line; the sets after it go in the next restore. A name that is not plain text goes by itself,
+   * as an argument.
+   */
+  async destroySets(sets: string[]): Promise<void> {
+    const netns = this.options.netns;
+    const plain = (n: string) => /^[A-Za-z0-9_.:-]{1,31}$/.test(n);
+    for (const n of sets.filter((x) => !plain(x))) await run('ipset', ['destroy', n], { netns });
+    let rest = sets.filter(plain);
+    // Each round destroys at least one set or skips the one refused: at most one round per set.
+    for (let round = 0; rest.length && round <= sets.length; round++) {
+      const r = await run('ipset', ['restore'], { input: rest.map((n) => `destroy ${n}\n`).join(''), netns });
+      if (r.code === 0) return;
+      const line = Number(/Error in line (\d+)/.exec(r.stderr)?.[1]);
+      if (!(line >= 1 && line <= rest.length)) {
+        // Not a refusal of one line: each set by itself, its own error ignored as before.
+        for (const n of rest) await run('ipset', ['destroy', n], { netns });
+        return;
+      }
+      rest = rest.slice(line);
+    }
   }
 
   /**
@@ -220,7 +246,7 @@ export class IptablesBackend {
       if (st.moatChains.length === 0) continue;
       await runOk(this.tool(f, 'restore'), ['--noflush'], { input: renderRemove(f, st.jumps, st.moatChains, this.options), netns: this.options.netns });
     }
-    for (const n of await this.ipsetNames()) await run('ipset', ['destroy', n], { netns: this.options.netns });
+    await this.destroySets(await this.ipsetNames());
   }
 }
 
