@@ -21,6 +21,7 @@ import { createHash } from 'node:crypto';
 import ipaddr from 'ipaddr.js';
 import type { Family } from '../../../model/address.js';
 import { assertName, canonicalAddress, safeComment, xtablesString } from '../../validate.js';
+import { canonicalIPv4Value } from '../../compile/ipv4.js';
 
 /** Chosen by measurement (bench/README.md, "Data plane"; docs/enforcement.md "Costs and limits"). */
 export const DEFAULT_FANOUT = 8;
@@ -109,12 +110,22 @@ export function dispatchTree(entries: DispatchEntry[], family: Family, dir: 'src
   const seen = new Set<bigint>();
   const items: Item[] = [];
   for (const e of entries) {
-    const a = canonicalAddress(e.address);
-    if (a.family !== family) throw new Error(`address ${a.text} in an IPv${family} map`);
-    const value = toBigInt(ipaddr.parse(a.text).toByteArray());
+    // Canonical dotted-quad text (what plans hold) is read without ipaddr.js: the same value and text.
+    const v4 = family === 4 ? canonicalIPv4Value(e.address) : -1;
+    let value: bigint;
+    let text: string;
+    if (v4 >= 0) {
+      value = BigInt(v4);
+      text = e.address;
+    } else {
+      const a = canonicalAddress(e.address);
+      if (a.family !== family) throw new Error(`address ${a.text} in an IPv${family} map`);
+      value = toBigInt(ipaddr.parse(a.text).toByteArray());
+      text = a.text;
+    }
     if (seen.has(value)) continue;
     seen.add(value);
-    items.push({ value, text: a.text, target: assertName(e.target, 'chain name'), owner: safeComment(e.owner) });
+    items.push({ value, text, target: assertName(e.target, 'chain name'), owner: safeComment(e.owner) });
   }
   if (items.length === 0) return { chains: [] };
   items.sort((x, y) => (x.value < y.value ? -1 : x.value > y.value ? 1 : 0));

@@ -10,6 +10,7 @@ import type { PortRanges } from '../../../model/connset.js';
 import { createHash } from 'node:crypto';
 import { MAP, SET, type AddressSet, type Match, type PlanChain, type PlanRule, type RulesetPlan } from '../../plan-model.js';
 import { assertName, cidrText, elementText, safeComment, safeLogPrefix, xtablesString } from '../../validate.js';
+import { canonicalIPv4Value } from '../../compile/ipv4.js';
 import { dispatchChainPattern, dispatchTree, type DispatchOptions, type DispatchTree } from './dispatch.js';
 import ipaddr from 'ipaddr.js';
 
@@ -336,6 +337,7 @@ function ruleLines(chain: string, r: PlanRule, family: Family, plan: RulesetPlan
 
 /** hash:net cannot hold a /0: split it into two halves. */
 function ipsetEntries(value: string): string[] {
+  if (canonicalIPv4Value(value) >= 0) return [value]; // a host in canonical text is its own element text
   const e = elementText(value).text;
   if (e === '0.0.0.0/0') return ['0.0.0.0/1', '128.0.0.0/1'];
   if (e === '::/0') return ['::/1', '8000::/1'];
@@ -359,11 +361,19 @@ export function ipsetDefs(plan: RulesetPlan, options: IptablesRenderOptions = {}
     const h = createHash('sha256').update(`${family}|${key.split('|')[0]}|${entries.map((e) => `${e.value} ${e.owner}`).join(',')}`).digest('hex').slice(0, 12);
     return { name: assertName(`${n.setPrefix}-${h}`, 'ipset name'), key, family, entries };
   };
-  const fromSet = (s: AddressSet): IpsetDef =>
-    named(s.name, s.family, s.elements.flatMap((e) => ipsetEntries(e.value).map((value) => ({ value, owner: e.owner }))));
+  const fromSet = (s: AddressSet): IpsetDef => {
+    // A plan's sets are values (a changed set is a new object; the compile session keeps unchanged
+    // ones): each is turned into its ipset, and hashed, once per set prefix.
+    let byPrefix = defMemo.get(s);
+    if (!byPrefix) defMemo.set(s, (byPrefix = new Map()));
+    let d = byPrefix.get(n.setPrefix);
+    if (!d) byPrefix.set(n.setPrefix, (d = named(s.name, s.family, s.elements.flatMap((e) => ipsetEntries(e.value).map((value) => ({ value, owner: e.owner }))))));
+    return d;
+  };
   for (const s of plan.sets) out.push(fromSet(s));
   return out;
 }
+const defMemo = new WeakMap<AddressSet, Map<string, IpsetDef>>();
 
 /** `ipset restore` text creating the sets that do not exist yet (existing ones have the same content). */
 export function renderIpsets(defs: IpsetDef[], existing: string[] = []): string {
